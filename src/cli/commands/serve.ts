@@ -1,0 +1,85 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startApp } from '../../server/app.js';
+import { DEFAULTS, type ServerConfig } from '../../server/config.js';
+import { isLogLevel } from '../../server/logger.js';
+import { UsageError } from '../usage-error.js';
+
+const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-level L] [--max-body-bytes N]
+
+  --host            address to listen on (default 127.0.0.1)
+  --port            port to listen on; 0 picks a free port and prints it (default 8080)
+  --data            directory of the SQLite database (default ./.statelock)
+  --log-level       debug | info | warn | error (default info); logs are JSON lines on stderr
+  --max-body-bytes  largest request body accepted (default 536870912 = 512 MiB)
+`;
+
+/** Starts the server, prints the backend block to paste, and runs until SIGTERM or SIGINT. */
+export async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      data: { type: 'string' },
+      'log-level': { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }).valueOf() as { values: Record<string, string | boolean | undefined> };
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config: ServerConfig = {
+    ...DEFAULTS,
+    dataDir: resolve(String(values.data ?? '.statelock')),
+  };
+  if (values.host !== undefined) config.host = String(values.host);
+  if (values.port !== undefined) config.port = intOption('--port', values.port, 0, 65535);
+  if (values['max-body-bytes'] !== undefined) config.maxBodyBytes = intOption('--max-body-bytes', values['max-body-bytes'], 1, Number.MAX_SAFE_INTEGER);
+  if (values['log-level'] !== undefined) {
+    const level = String(values['log-level']);
+    if (!isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, not "${level}"`);
+    config.logLevel = level;
+  }
+
+  const started = performance.now();
+  const app = await startApp(config);
+  app.logger.info('listening', { url: app.url, dataDir: config.dataDir, engine: app.store.engine, startupMs: Math.round(performance.now() - started) });
+  process.stdout.write(banner(app.url, config.dataDir));
+
+  await new Promise<void>((done) => {
+    const stop = (signal: string) => {
+      app.logger.info('draining', { signal });
+      void app.close().then(done);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+function intOption(name: string, raw: unknown, min: number, max: number): number {
+  const text = String(raw);
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new UsageError(`${name} must be an integer from ${min} to ${max}, not "${text}"`);
+  return Number(text);
+}
+
+function banner(url: string, dataDir: string): string {
+  const address = `${url}/state/team/app/prod/terraform.tfstate`;
+  return `statelock listening on ${url} (SQLite in ${dataDir})
+
+Paste into your Terraform configuration, one key per state (the path after /state/):
+
+terraform {
+  backend "http" {
+    address        = "${address}"
+    lock_address   = "${address}"
+    unlock_address = "${address}"
+  }
+}
+
+`;
+}

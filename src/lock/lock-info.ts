@@ -1,0 +1,94 @@
+import { StatelockError } from '../server/errors.js';
+
+/**
+ * Terraform's LockInfo (`internal/states/statemgr/locker.go`): the JSON a client sends on LOCK, kept
+ * verbatim in `raw` so that a refused client is shown exactly what the holder sent.
+ */
+export interface LockInfo {
+  id: string;
+  operation: string;
+  info: string;
+  who: string;
+  version: string;
+  created: string | null;
+  path: string;
+  /** The body exactly as received. */
+  raw: string;
+}
+
+/** RFC 3339 date-time, as Go's time.Time unmarshals it (fraction optional, Z or ±hh:mm). */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const FIELDS = ['ID', 'Operation', 'Info', 'Who', 'Version', 'Created', 'Path'] as const;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses a LOCK (or non-empty UNLOCK) body. Keys match case-insensitively, as Go's decoder does;
+ * unknown keys are kept in `raw` and otherwise ignored.
+ * @throws StatelockError INVALID_LOCK_INFO when the body is not a flat JSON object with a non-empty
+ *   string ID, string fields, and an RFC 3339 Created (null or absent is allowed, as in Go).
+ */
+export function parseLockInfo(body: Buffer): LockInfo {
+  let raw: string;
+  try {
+    raw = utf8.decode(body);
+  } catch {
+    throw invalid('the body is not valid UTF-8');
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    throw invalid(`the body is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('the body is not a JSON object');
+  const values = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(doc)) {
+    if (typeof v === 'object' && v !== null) throw invalid(`field "${k}" is not a plain value: lock info must be a flat object`);
+    const canonical = FIELDS.find((f) => f.toLowerCase() === k.toLowerCase());
+    if (canonical) values.set(canonical, v);
+  }
+  const text = (field: (typeof FIELDS)[number]): string => {
+    const v = values.get(field);
+    if (v === undefined || v === null) return '';
+    if (typeof v !== 'string') throw invalid(`field "${field}" must be a string`);
+    return v;
+  };
+  const id = text('ID');
+  if (id === '') throw invalid('"ID" is missing or empty');
+  const createdValue = values.get('Created');
+  let created: string | null = null;
+  if (createdValue !== undefined && createdValue !== null) {
+    if (typeof createdValue !== 'string' || !RFC3339.test(createdValue)) {
+      throw invalid('"Created" must be an RFC 3339 timestamp');
+    }
+    created = createdValue;
+  }
+  return {
+    id,
+    operation: text('Operation'),
+    info: text('Info'),
+    who: text('Who'),
+    version: text('Version'),
+    created,
+    path: text('Path'),
+    raw,
+  };
+}
+
+/**
+ * OpenTofu's `force-unlock` sends a lock info that is zero-valued except for its ID
+ * (`Created` = Go's zero time). Telling it apart lets the audit trail call it a force-unlock.
+ */
+export function isZeroValuedLockInfo(info: LockInfo): boolean {
+  return (
+    info.operation === '' &&
+    info.who === '' &&
+    info.version === '' &&
+    info.info === '' &&
+    (info.created === null || info.created.startsWith('0001-01-01T00:00:00'))
+  );
+}
+
+function invalid(reason: string): StatelockError {
+  return new StatelockError('INVALID_LOCK_INFO', { reason });
+}

@@ -1,0 +1,172 @@
+/**
+ * The OpenAPI 3.1 description of `/api/v1`, served at `/api/v1/openapi.json`.
+ * test/api.test.ts checks that every route the API door answers is described here.
+ */
+const keyParam = {
+  name: 'key',
+  in: 'path',
+  required: true,
+  description: 'The state key: "/"-separated UTF-8 segments (each percent-encoded), no empty, "." or ".." segment, at most 1024 bytes.',
+  schema: { type: 'string' },
+};
+const pageParams = [
+  { name: 'after', in: 'query', required: false, description: 'Cursor: the `next` of the previous page.', schema: { type: 'string' } },
+  { name: 'limit', in: 'query', required: false, description: 'Page size, 1 to 1000 (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+];
+const prefixParam = { name: 'prefix', in: 'query', required: false, description: 'Only keys starting with this string.', schema: { type: 'string' } };
+const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+const page = (item: string) => ({
+  type: 'object',
+  required: ['items', 'next'],
+  properties: { items: { type: 'array', items: { $ref: `#/components/schemas/${item}` } }, next: { type: ['string', 'null'] } },
+});
+const ok = (schema: object, description = 'OK') => ({ description, content: { 'application/json': { schema } } });
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'statelock API',
+    version: '1',
+    description: 'States, versions, locks and the audit trail of a statelock server. Terraform itself uses the http backend at /state/<key>, not this API.',
+  },
+  paths: {
+    '/api/v1/states': {
+      get: {
+        operationId: 'listStates',
+        summary: 'List live states, ordered by key.',
+        parameters: [prefixParam, ...pageParams],
+        responses: { '200': ok(page('StateSummary')), '400': errorResponse('Bad query parameter') },
+      },
+    },
+    '/api/v1/states/{key}': {
+      get: {
+        operationId: 'getState',
+        summary: "One state's current version, version count and lock.",
+        parameters: [keyParam],
+        responses: {
+          '200': ok({ type: 'object', properties: { key: { type: 'string' }, current: { $ref: '#/components/schemas/Version' }, versions: { type: 'integer' }, lock: { oneOf: [{ $ref: '#/components/schemas/Lock' }, { type: 'null' }] } } }),
+          '400': errorResponse('Invalid key'),
+          '404': errorResponse('No live state at this key'),
+        },
+      },
+    },
+    '/api/v1/versions/{key}': {
+      get: {
+        operationId: 'listVersions',
+        summary: 'Every version of a key, oldest first (also for soft-deleted keys). `after` is a seq.',
+        parameters: [keyParam, ...pageParams],
+        responses: { '200': ok(page('Version')), '404': errorResponse('The key has no versions') },
+      },
+    },
+    '/api/v1/content/{key}': {
+      get: {
+        operationId: 'getContent',
+        summary: 'The bytes of one version, exactly as written: the current one, or `seq`, or the newest with `serial`.',
+        parameters: [
+          keyParam,
+          { name: 'seq', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } },
+          { name: 'serial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+        ],
+        responses: {
+          '200': { description: 'The state bytes; headers Content-MD5, X-Statelock-Seq, X-Statelock-Serial.', content: { 'application/json': { schema: { type: 'object' } } } },
+          '404': errorResponse('No such state or version'),
+        },
+      },
+    },
+    '/api/v1/locks': {
+      get: {
+        operationId: 'listLocks',
+        summary: 'Every held lock, ordered by key.',
+        parameters: [prefixParam, ...pageParams],
+        responses: { '200': ok(page('Lock')) },
+      },
+    },
+    '/api/v1/locks/{key}': {
+      get: {
+        operationId: 'getLock',
+        summary: 'The lock held on a key.',
+        parameters: [keyParam],
+        responses: { '200': ok({ $ref: '#/components/schemas/Lock' }), '404': errorResponse('The key is not locked') },
+      },
+    },
+    '/api/v1/audit': {
+      get: {
+        operationId: 'listAudit',
+        summary: 'The audit trail, oldest first. `after` is an entry id.',
+        parameters: [
+          { name: 'key', in: 'query', required: false, schema: { type: 'string' } },
+          { name: 'since', in: 'query', required: false, schema: { type: 'string', format: 'date-time' } },
+          { name: 'action', in: 'query', required: false, schema: { type: 'string' } },
+          ...pageParams,
+        ],
+        responses: { '200': ok(page('AuditEntry')), '400': errorResponse('Bad query parameter') },
+      },
+    },
+    '/api/v1/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document.', responses: { '200': ok({ type: 'object' }) } } },
+  },
+  components: {
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: { code: { type: 'string', description: 'A code from docs/errors.md' }, message: { type: 'string' }, holder: { type: 'object', description: 'The lock holder, on lock conflicts' } },
+          },
+        },
+      },
+      StateSummary: {
+        type: 'object',
+        properties: { key: { type: 'string' }, serial: { type: 'integer' }, lineage: { type: 'string' }, size: { type: 'integer' }, updatedAt: { type: 'string', format: 'date-time' }, versions: { type: 'integer' }, locked: { type: 'boolean' } },
+      },
+      Version: {
+        type: 'object',
+        properties: {
+          seq: { type: 'integer', description: "The version's number within its key: 1, 2, 3 … in write order" },
+          serial: { type: 'integer' },
+          lineage: { type: 'string' },
+          md5: { type: 'string', description: 'base64' },
+          sha256: { type: 'string', description: 'hex' },
+          size: { type: 'integer' },
+          createdAt: { type: 'string', format: 'date-time' },
+          lockId: { type: ['string', 'null'] },
+          operation: { type: ['string', 'null'] },
+          encrypted: { type: 'boolean', description: 'OpenTofu client-side encrypted envelope' },
+          forced: { type: ['string', 'null'], enum: ['lineage-changed', 'serial-lower', 'serial-same-content-differs', null] },
+          clientAddr: { type: 'string' },
+        },
+      },
+      Lock: {
+        type: 'object',
+        properties: {
+          key: { type: 'string' },
+          info: { type: 'object', description: 'The lock info exactly as the client sent it: ID, Operation, Info, Who, Version, Created, Path' },
+          acquiredAt: { type: 'string', format: 'date-time' },
+          ageSeconds: { type: 'integer' },
+          lastActivityAt: { type: 'string', format: 'date-time' },
+          clientAddr: { type: 'string' },
+          userAgent: { type: 'string' },
+          verdict: { type: 'string', enum: ['alive', 'dead', 'unknown'] },
+          evidence: { type: 'object' },
+        },
+      },
+      AuditEntry: {
+        type: 'object',
+        properties: {
+          id: { type: 'integer' },
+          at: { type: 'string', format: 'date-time' },
+          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete'] },
+          key: { type: 'string' },
+          lockId: { type: ['string', 'null'] },
+          outcome: { type: 'string', enum: ['ok', 'refused'] },
+          clientAddr: { type: 'string' },
+          userAgent: { type: 'string' },
+          principal: { type: ['string', 'null'] },
+          detail: { type: 'object' },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,80 @@
+import type { ServerResponse } from 'node:http';
+import type { LockService } from '../../lock/lock-service.js';
+import { StatelockError } from '../../server/errors.js';
+import { errorBody, send, sendJson } from '../../server/http-io.js';
+import type { RequestContext } from '../../server/request-context.js';
+import { parseKeyFromPath } from '../../state/state-key.js';
+import type { StateService } from '../../state/state-service.js';
+
+/**
+ * Terraform's and OpenTofu's `backend "http"`: `/state/<key>` answers GET, POST/PUT (write, `?ID=`),
+ * DELETE, LOCK and UNLOCK; `/lock/<key>` answers the GitLab convention (POST locks, DELETE unlocks).
+ * Decode, call the service, encode — no rules here.
+ */
+export class HttpBackendDoor {
+  constructor(
+    private readonly state: StateService,
+    private readonly locks: LockService,
+  ) {}
+
+  async handleState(ctx: RequestContext): Promise<void> {
+    const key = parseKeyFromPath(ctx.tail);
+    switch (ctx.method) {
+      case 'GET':
+      case 'HEAD': {
+        const current = await this.state.read(key);
+        if (!current) throw new StatelockError('STATE_NOT_FOUND', { key });
+        send(ctx.res, 200, current.body, 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
+        return;
+      }
+      case 'POST':
+      case 'PUT': {
+        const lockId = ctx.query.get('ID') || null;
+        const { outcome, version } = await this.state.write(key, await ctx.body(), lockId, ctx.client);
+        sendJson(ctx.res, 200, { outcome, serial: version.serial, lineage: version.lineage, version: version.seq });
+        return;
+      }
+      case 'DELETE':
+        await this.state.delete(key, ctx.client);
+        sendJson(ctx.res, 200, { deleted: key });
+        return;
+      case 'LOCK':
+        return this.lock(ctx, key);
+      case 'UNLOCK':
+        return this.unlock(ctx, key);
+      default:
+        throw methodNotAllowed(ctx, 'GET, HEAD, POST, PUT, DELETE, LOCK, UNLOCK');
+    }
+  }
+
+  async handleLock(ctx: RequestContext): Promise<void> {
+    const key = parseKeyFromPath(ctx.tail);
+    if (ctx.method === 'POST' || ctx.method === 'LOCK') return this.lock(ctx, key);
+    if (ctx.method === 'DELETE' || ctx.method === 'UNLOCK') return this.unlock(ctx, key);
+    throw methodNotAllowed(ctx, 'POST, DELETE, LOCK, UNLOCK');
+  }
+
+  private async lock(ctx: RequestContext, key: string): Promise<void> {
+    const { lock } = await this.locks.lock(key, await ctx.body(), ctx.client);
+    send(ctx.res, 200, Buffer.from(lock.raw), 'application/json');
+  }
+
+  private async unlock(ctx: RequestContext, key: string): Promise<void> {
+    const { outcome } = await this.locks.unlockFromBody(key, await ctx.body(), ctx.client);
+    sendJson(ctx.res, 200, { outcome });
+  }
+
+  /**
+   * Lock conflicts answer with the holder's lock info verbatim — what Terraform ≥ 1.15 and OpenTofu
+   * decode to show the holder and to keep `-lock-timeout` polling. Other refusals get a JSON error.
+   */
+  static sendError(res: ServerResponse, err: StatelockError): void {
+    if (err.holderBody !== undefined) send(res, err.status, Buffer.from(err.holderBody), 'application/json');
+    else sendJson(res, err.status, errorBody(err));
+  }
+}
+
+function methodNotAllowed(ctx: RequestContext, allowed: string): StatelockError {
+  ctx.res.setHeader('Allow', allowed);
+  return new StatelockError('METHOD_NOT_ALLOWED', { method: ctx.method, path: ctx.req.url?.split('?')[0] ?? '', allowed });
+}

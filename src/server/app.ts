@@ -1,0 +1,134 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { LockService } from '../lock/lock-service.js';
+import { ApiDoor } from '../protocols/api/api-door.js';
+import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
+import { StateService } from '../state/state-service.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import type { ServerConfig } from './config.js';
+import { StatelockError } from './errors.js';
+import { errorBody, sendJson, send } from './http-io.js';
+import { createLogger, type Logger } from './logger.js';
+import { Gauge, Metrics } from './metrics.js';
+import { createContext, type RequestContext } from './request-context.js';
+
+type Door = 'http-backend' | 'api' | 'ops';
+
+interface Route {
+  door: Door;
+  tail: string;
+  run: (ctx: RequestContext) => Promise<void>;
+}
+
+/** A running statelock server: one store, its services, the doors, and the HTTP listener. */
+export interface App {
+  server: Server;
+  store: Store;
+  logger: Logger;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish (up to drainMs), closes the store. */
+  close(): Promise<void>;
+}
+
+export async function startApp(config: ServerConfig): Promise<App> {
+  const logger = createLogger(config.logLevel);
+  const store = new SqliteStore(config.dataDir);
+  const metrics = new Metrics();
+  metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => store.countLocks()));
+  const state = new StateService(store, metrics);
+  const locks = new LockService(store, metrics);
+  const httpBackend = new HttpBackendDoor(state, locks);
+  const api = new ApiDoor(store, state, locks);
+  let draining = false;
+  let inFlight = 0;
+
+  const route = (path: string): Route | null => {
+    if (path.startsWith('/state/')) return { door: 'http-backend', tail: path.slice(7), run: (c) => httpBackend.handleState(c) };
+    if (path.startsWith('/lock/')) return { door: 'http-backend', tail: path.slice(6), run: (c) => httpBackend.handleLock(c) };
+    if (path.startsWith('/api/v1/')) return { door: 'api', tail: path.slice(8), run: (c) => api.handle(c) };
+    const ops: Record<string, (c: RequestContext) => Promise<void>> = {
+      '/healthz': async (c) => sendJson(c.res, 200, { status: 'ok' }),
+      '/readyz': async (c) => {
+        if (draining) throw new StatelockError('SHUTTING_DOWN');
+        await store.countLocks(); // the store answers
+        sendJson(c.res, 200, { status: 'ready', engine: store.engine });
+      },
+      '/metrics': async (c) => send(c.res, 200, Buffer.from(await metrics.render()), 'text/plain; version=0.0.4'),
+    };
+    const op = ops[path];
+    return op ? { door: 'ops', tail: '', run: op } : null;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    inFlight++;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    const found = route(path);
+    const door: Door = found?.door ?? 'ops';
+    try {
+      if (draining) throw new StatelockError('SHUTTING_DOWN');
+      if (!found) throw new StatelockError('NOT_FOUND', { path });
+      if (found.door === 'ops' && req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('Allow', 'GET, HEAD');
+        throw new StatelockError('METHOD_NOT_ALLOWED', { method: req.method ?? '', path, allowed: 'GET, HEAD' });
+      }
+      await found.run(createContext(req, res, found.tail, query, config.maxBodyBytes));
+    } catch (err) {
+      answerError(res, door, err, logger, { method: req.method, path });
+    } finally {
+      inFlight--;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.requests.inc({ door, method: req.method ?? '', status: String(res.statusCode) });
+      metrics.requestSeconds.observe(seconds);
+      logger.info('request', { door, method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3, client: req.socket.remoteAddress });
+    }
+  };
+
+  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 300_000, headersTimeout: 60_000 }, (req, res) => void handle(req, res));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Malformed HTTP (bad request line, oversized headers): answer 400/431 and close, never crash.
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + config.drainMs;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      server.closeAllConnections();
+      await closed;
+      await store.close();
+      logger.info('stopped', { inFlightAbandoned: inFlight });
+    })());
+
+  return { server, store, logger, url: `http://${host}:${port}`, close };
+}
+
+/** The one place a failure becomes an HTTP answer. Coded refusals keep their status; anything else is a 500 and is logged. */
+function answerError(res: ServerResponse, door: Door, err: unknown, logger: Logger, fields: Record<string, unknown>): void {
+  const known = err instanceof StatelockError ? err : null;
+  if (!known) logger.error('unexpected error', { ...fields, error: err instanceof Error ? err.stack : String(err) });
+  const coded = known ?? new StatelockError('INTERNAL', { reason: 'see the server log' });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (coded.code === 'PAYLOAD_TOO_LARGE') res.setHeader('Connection', 'close');
+  if (door === 'http-backend') HttpBackendDoor.sendError(res, coded);
+  else sendJson(res, coded.status, errorBody(coded));
+}

@@ -1,0 +1,21 @@
+import type { LogLevel } from './logger.js';
+
+export interface ServerConfig {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  dataDir: string;
+  logLevel: LogLevel;
+  /** Largest request body accepted, in bytes (413 beyond). */
+  maxBodyBytes: number;
+  /** How long SIGTERM waits for in-flight requests before closing connections. */
+  drainMs: number;
+}
+
+export const DEFAULTS: Omit<ServerConfig, 'dataDir'> = {
+  host: '127.0.0.1',
+  port: 8080,
+  logLevel: 'info',
+  maxBodyBytes: 512 * 1024 * 1024,
+  drainMs: 10_000,
+};

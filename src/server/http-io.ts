@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StatelockError } from './errors.js';
+
+/**
+ * Reads the whole request body, refusing more than `limit` bytes (413) and checking `Content-MD5`
+ * when the client sent one (Terraform always does): a truncated or altered body is a 400, never stored.
+ */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+    chunks.push(chunk as Buffer);
+  }
+  const body = Buffer.concat(chunks, size);
+  const given = req.headers['content-md5'];
+  if (typeof given === 'string' && given !== '') {
+    const actual = createHash('md5').update(body).digest('base64');
+    if (given.trim() !== actual) throw new StatelockError('CONTENT_MD5_MISMATCH', { given, actual });
+  }
+  return body;
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, Buffer.from(JSON.stringify(value)), 'application/json');
+}
+
+export function send(res: ServerResponse, status: number, body: Buffer, contentType: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': String(body.length), ...headers });
+  res.end(body);
+}
+
+/** The JSON error body every door but the lock-conflict answers uses. */
+export function errorBody(err: StatelockError): { error: { code: string; message: string; holder?: unknown } } {
+  const holder = err.holderBody !== undefined ? safeParse(err.holderBody) : undefined;
+  return { error: { code: err.code, message: err.message, ...(holder !== undefined ? { holder } : {}) } };
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,88 @@
+import type { ClientContext } from '../audit/audit-entry.js';
+import type { Metrics } from '../server/metrics.js';
+import type { Decision, KeySnapshot, Store, VersionMeta } from '../store/store.js';
+import { digest, parseStateHeader } from './state-file.js';
+import { decideDelete, decideWrite } from './write-rules.js';
+import { StatelockError } from '../server/errors.js';
+
+export type WriteResult = { outcome: 'stored'; version: VersionMeta } | { outcome: 'unchanged'; version: VersionMeta };
+
+/** State use cases. Each one is a single {@link Store.update} around a pure rule. */
+export class StateService {
+  constructor(
+    private readonly store: Store,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** The current bytes, exactly as written, or null when the key is empty or deleted. */
+  read(key: string) {
+    return this.store.readCurrent(key);
+  }
+
+  /**
+   * Stores `body` as the key's next version if the consistency rules allow it.
+   * @throws StatelockError INVALID_STATE (nothing stored), STATE_LOCKED / STATE_LOCKED_NO_ID (423),
+   *   LINEAGE_MISMATCH / SERIAL_LOWER / SERIAL_SAME_DIFFERENT_CONTENT (409, audited as refused).
+   */
+  async write(key: string, body: Buffer, lockId: string | null, client: ClientContext): Promise<WriteResult> {
+    const header = parseStateHeader(body);
+    const sums = digest(body);
+    const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
+    try {
+      const result = await this.store.update(key, client, (snap: KeySnapshot): Decision<WriteResult> => {
+        const decision = decideWrite({ key, current: snap.current, incoming, lock: snap.lock, lockId });
+        const base = { key, lockId, detail: { serial: header.serial, lineage: header.lineage, size: sums.size } };
+        if (decision.kind === 'refuse') {
+          const audit = { ...base, action: 'state.write.refused' as const, outcome: 'refused' as const, detail: { ...base.detail, code: decision.error.code, reason: decision.error.message } };
+          return { error: decision.error, changes: { audit: [audit] } };
+        }
+        const touch = snap.lock && lockId === snap.lock.id ? { lock: { touch: new Date().toISOString() } } : {};
+        if (decision.kind === 'unchanged') return { result: { outcome: 'unchanged', version: snap.current! }, changes: touch };
+        const version: VersionMeta = {
+          key,
+          seq: snap.versionCount + 1,
+          serial: header.serial,
+          lineage: header.lineage,
+          ...sums,
+          encrypted: header.encrypted,
+          createdAt: new Date().toISOString(),
+          lockId,
+          operation: snap.lock?.operation ?? null,
+          clientAddr: client.addr,
+          forced: decision.forced,
+        };
+        const overwritten = decision.forced && snap.current ? { overwritten: { seq: snap.current.seq, serial: snap.current.serial, lineage: snap.current.lineage } } : {};
+        const audit = {
+          ...base,
+          action: decision.forced ? ('state.write.forced' as const) : ('state.write' as const),
+          outcome: 'ok' as const,
+          detail: { ...base.detail, ...(decision.forced ? { reason: decision.forced, operation: snap.lock?.operation } : {}), ...overwritten },
+        };
+        const { key: _key, ...newVersion } = version;
+        return { result: { outcome: 'stored', version }, changes: { ...touch, newVersion: { ...newVersion, body }, audit: [audit] } };
+      });
+      this.metrics.writes.inc({ result: result.outcome === 'stored' && result.version.forced ? 'forced' : result.outcome });
+      return result;
+    } catch (err) {
+      if (err instanceof StatelockError) this.metrics.writes.inc({ result: 'refused' });
+      throw err;
+    }
+  }
+
+  /**
+   * Soft delete: the key leaves GET and listings; every version stays readable through the API.
+   * Refused (423) while another client holds the lock. Deleting an empty key succeeds.
+   */
+  async delete(key: string, client: ClientContext): Promise<void> {
+    await this.store.update(key, client, (snap): Decision<void> => {
+      const decision = decideDelete(key, snap.current !== null, snap.lock);
+      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+      if (decision.kind === 'nothing') return { result: undefined, changes: {} };
+      const { seq, serial } = snap.current!;
+      return {
+        result: undefined,
+        changes: { deleteState: true, audit: [{ action: 'state.delete', key, lockId: null, outcome: 'ok', detail: { serial, seq } }] },
+      };
+    });
+  }
+}

@@ -1,0 +1,85 @@
+import { StatelockError } from '../server/errors.js';
+import { lockConflictError, type HeldLock } from '../lock/lock-rules.js';
+
+/** The operations under whose lock Terraform legitimately sends a lower serial or a new lineage. */
+export const OVERWRITE_OPERATIONS: ReadonlySet<string> = new Set(['state-push', 'migration destination state']);
+
+export interface CurrentState {
+  serial: number;
+  lineage: string;
+  sha256: string;
+}
+
+export interface IncomingState {
+  serial: number;
+  lineage: string;
+  sha256: string;
+}
+
+export type ForcedReason = 'lineage-changed' | 'serial-lower' | 'serial-same-content-differs';
+
+export type WriteDecision =
+  | { kind: 'store'; forced: ForcedReason | null }
+  | { kind: 'unchanged' }
+  | { kind: 'refuse'; error: StatelockError };
+
+export interface WriteRequest {
+  key: string;
+  /** The live (non-deleted) current version, or null for an empty key. */
+  current: CurrentState | null;
+  incoming: IncomingState;
+  lock: HeldLock | null;
+  /** The `?ID=` the write carries, or null. */
+  lockId: string | null;
+}
+
+/**
+ * May this write land? Pure: the store calls it inside the transaction that writes its outcome.
+ *
+ * 1. A held lock admits only writes carrying its ID (423 with the holder otherwise).
+ * 2. An empty key accepts any valid state.
+ * 3. Same lineage: higher serial stores; same serial and same bytes is an idempotent no-op;
+ *    same serial with other bytes, or a lower serial, is a 409.
+ * 4. Another lineage is a 409.
+ * Exception: under its own lock with Operation `state-push` or `migration destination state`, what
+ * (3) and (4) would refuse is stored as a forced overwrite (the caller audits it; the old version stays).
+ */
+export function decideWrite(req: WriteRequest): WriteDecision {
+  const { key, current, incoming, lock, lockId } = req;
+  if (lock) {
+    if (lockId === null) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED_NO_ID', key, lock) };
+    if (lockId !== lock.id) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };
+  }
+  if (!current) return { kind: 'store', forced: null };
+
+  const mayOverwrite = lock !== null && OVERWRITE_OPERATIONS.has(lock.operation);
+  const refuseOrForce = (error: StatelockError, reason: ForcedReason): WriteDecision =>
+    mayOverwrite ? { kind: 'store', forced: reason } : { kind: 'refuse', error };
+
+  if (incoming.lineage !== current.lineage) {
+    return refuseOrForce(
+      new StatelockError('LINEAGE_MISMATCH', { incoming: incoming.lineage, current: current.lineage }),
+      'lineage-changed',
+    );
+  }
+  if (incoming.serial > current.serial) return { kind: 'store', forced: null };
+  if (incoming.serial === current.serial) {
+    if (incoming.sha256 === current.sha256) return { kind: 'unchanged' };
+    return refuseOrForce(
+      new StatelockError('SERIAL_SAME_DIFFERENT_CONTENT', { serial: current.serial }),
+      'serial-same-content-differs',
+    );
+  }
+  return refuseOrForce(
+    new StatelockError('SERIAL_LOWER', { incoming: incoming.serial, current: current.serial }),
+    'serial-lower',
+  );
+}
+
+export type DeleteDecision = { kind: 'delete' } | { kind: 'nothing' } | { kind: 'refuse'; error: StatelockError };
+
+/** May the key be soft-deleted? Never while a lock is held (the holder may be mid-apply). */
+export function decideDelete(key: string, hasState: boolean, lock: HeldLock | null): DeleteDecision {
+  if (lock) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };
+  return hasState ? { kind: 'delete' } : { kind: 'nothing' };
+}

@@ -1,0 +1,66 @@
+/**
+ * The SQLite schema, as ordered migrations. `PRAGMA user_version` records how many have run; each runs
+ * in its own transaction. Never edit a released migration: append a new one.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE states (
+    key                TEXT PRIMARY KEY,
+    current_version_id INTEGER,            -- NULL while the key is empty or soft-deleted
+    version_count      INTEGER NOT NULL DEFAULT 0,
+    deleted_at         TEXT,
+    updated_at         TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE versions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    serial      INTEGER NOT NULL,
+    lineage     TEXT NOT NULL,
+    md5         TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    encrypted   INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    lock_id     TEXT,
+    operation   TEXT,
+    client_addr TEXT NOT NULL,
+    forced      TEXT,
+    body        BLOB NOT NULL,
+    UNIQUE (key, seq)
+  );
+  CREATE INDEX versions_by_serial ON versions (key, serial, seq);
+
+  CREATE TABLE locks (
+    key              TEXT PRIMARY KEY,
+    lock_id          TEXT NOT NULL,
+    operation        TEXT NOT NULL,
+    who              TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    created          TEXT,
+    info             TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    raw              TEXT NOT NULL,
+    acquired_at      TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL,
+    client_addr      TEXT NOT NULL,
+    user_agent       TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    lock_id     TEXT,
+    outcome     TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    user_agent  TEXT NOT NULL,
+    principal   TEXT,
+    detail      TEXT NOT NULL
+  );
+  CREATE INDEX audit_by_key ON audit (key, id);
+  CREATE INDEX audit_by_time ON audit (at);
+  `,
+];

@@ -1,0 +1,278 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
+import { prefixUpperBound } from '../../state/state-key.js';
+import type { ForcedReason } from '../../state/write-rules.js';
+import type {
+  AuditQuery,
+  Changes,
+  Decision,
+  KeySnapshot,
+  LockRecord,
+  Page,
+  StateSummary,
+  Store,
+  VersionMeta,
+} from '../store.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+
+type Row = Record<string, unknown>;
+
+const VERSION_COLUMNS =
+  'v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
+
+/**
+ * The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so an acknowledged write
+ * survives a crash. Each {@link Store.update} is one `BEGIN IMMEDIATE` transaction, which takes the
+ * database's write lock before reading the snapshot.
+ */
+export class SqliteStore implements Store {
+  readonly engine = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly stmt: ReturnType<SqliteStore['prepare']>;
+  private closed = false;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(join(dataDir, 'statelock.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    migrate(this.db);
+    this.stmt = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      current: db.prepare(
+        `SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = ?`,
+      ),
+      currentWithBody: db.prepare(
+        `SELECT ${VERSION_COLUMNS}, v.body FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = ?`,
+      ),
+      versionBySeq: db.prepare(`SELECT ${VERSION_COLUMNS}, v.body FROM versions v WHERE v.key = ? AND v.seq = ?`),
+      versionBySerial: db.prepare(
+        `SELECT ${VERSION_COLUMNS}, v.body FROM versions v WHERE v.key = ? AND v.serial = ? ORDER BY v.seq DESC LIMIT 1`,
+      ),
+      versions: db.prepare(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`),
+      stateRow: db.prepare('SELECT version_count FROM states WHERE key = ?'),
+      insertVersion: db.prepare(
+        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, body)
+         VALUES (@key, @seq, @serial, @lineage, @md5, @sha256, @size, @encrypted, @createdAt, @lockId, @operation, @clientAddr, @forced, @body)`,
+      ),
+      upsertState: db.prepare(
+        `INSERT INTO states (key, current_version_id, version_count, deleted_at, updated_at) VALUES (?, ?, ?, NULL, ?)
+         ON CONFLICT (key) DO UPDATE SET current_version_id = excluded.current_version_id,
+           version_count = excluded.version_count, deleted_at = NULL, updated_at = excluded.updated_at`,
+      ),
+      softDelete: db.prepare('UPDATE states SET current_version_id = NULL, deleted_at = ?, updated_at = ? WHERE key = ?'),
+      lock: db.prepare('SELECT * FROM locks WHERE key = ?'),
+      setLock: db.prepare(
+        `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent)
+         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent)`,
+      ),
+      clearLock: db.prepare('DELETE FROM locks WHERE key = ?'),
+      touchLock: db.prepare('UPDATE locks SET last_activity_at = ? WHERE key = ?'),
+      countLocks: db.prepare('SELECT count(*) AS n FROM locks'),
+      insertAudit: db.prepare(
+        `INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+    };
+  }
+
+  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>): Promise<T> {
+    const run = this.db.transaction((): Decision<T> => {
+      const snapshot: KeySnapshot = {
+        key,
+        current: mapVersion(this.stmt.current.get(key) as Row | undefined),
+        lock: mapLock(this.stmt.lock.get(key) as Row | undefined),
+        versionCount: ((this.stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0,
+      };
+      const decision = decide(snapshot);
+      this.apply(key, client, decision.changes);
+      return decision;
+    });
+    const decision = run.immediate();
+    if ('error' in decision) throw decision.error;
+    return decision.result;
+  }
+
+  private apply(key: string, client: ClientContext, changes: Changes): void {
+    const now = new Date().toISOString();
+    if (changes.newVersion) {
+      const v = changes.newVersion;
+      const info = this.stmt.insertVersion.run({ ...v, key, encrypted: v.encrypted ? 1 : 0 });
+      this.stmt.upsertState.run(key, info.lastInsertRowid, v.seq, now);
+    }
+    if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
+    const lock = changes.lock;
+    if (lock && 'set' in lock) this.stmt.setLock.run(lock.set);
+    if (lock && 'clear' in lock) this.stmt.clearLock.run(key);
+    if (lock && 'touch' in lock) this.stmt.touchLock.run(lock.touch, key);
+    for (const entry of changes.audit ?? []) {
+      this.stmt.insertAudit.run(
+        now,
+        entry.action,
+        entry.key,
+        entry.lockId,
+        entry.outcome,
+        client.addr,
+        client.userAgent,
+        client.principal,
+        JSON.stringify(entry.detail),
+      );
+    }
+  }
+
+  async readCurrent(key: string) {
+    return withBody(this.stmt.currentWithBody.get(key) as Row | undefined);
+  }
+
+  async readVersion(key: string, which: { seq: number } | { serial: number }) {
+    const row = 'seq' in which ? this.stmt.versionBySeq.get(key, which.seq) : this.stmt.versionBySerial.get(key, which.serial);
+    return withBody(row as Row | undefined);
+  }
+
+  async listVersions(key: string, opts: { after?: number; limit: number }): Promise<Page<VersionMeta>> {
+    const rows = this.stmt.versions.all(key, opts.after ?? 0, opts.limit + 1) as Row[];
+    const items = rows.slice(0, opts.limit).map((r) => mapVersion(r)!);
+    return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.seq) : null };
+  }
+
+  async listStates(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<StateSummary>> {
+    const { where, params } = keyRange('s.key', opts.prefix, opts.after);
+    const rows = this.db
+      .prepare(
+        `SELECT ${VERSION_COLUMNS}, s.version_count, (l.key IS NOT NULL) AS locked
+         FROM states s JOIN versions v ON v.id = s.current_version_id LEFT JOIN locks l ON l.key = s.key
+         WHERE ${where} ORDER BY s.key LIMIT ?`,
+      )
+      .all(...params, opts.limit + 1) as Row[];
+    const items = rows.slice(0, opts.limit).map((r) => ({
+      key: r.key as string,
+      current: mapVersion(r)!,
+      versionCount: r.version_count as number,
+      locked: r.locked === 1,
+    }));
+    return { items, next: rows.length > opts.limit ? items[items.length - 1]!.key : null };
+  }
+
+  async getLock(key: string) {
+    return mapLock(this.stmt.lock.get(key) as Row | undefined);
+  }
+
+  async listLocks(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<LockRecord>> {
+    const { where, params } = keyRange('key', opts.prefix, opts.after);
+    const rows = this.db.prepare(`SELECT * FROM locks WHERE ${where} ORDER BY key LIMIT ?`).all(...params, opts.limit + 1) as Row[];
+    const items = rows.slice(0, opts.limit).map((r) => mapLock(r)!);
+    return { items, next: rows.length > opts.limit ? items[items.length - 1]!.key : null };
+  }
+
+  async countLocks() {
+    return (this.stmt.countLocks.get() as { n: number }).n;
+  }
+
+  async listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
+    const conditions = ['id > ?'];
+    const params: unknown[] = [query.after ?? 0];
+    if (query.key !== undefined) conditions.push('key = ?'), params.push(query.key);
+    if (query.since !== undefined) conditions.push('at >= ?'), params.push(query.since);
+    if (query.action !== undefined) conditions.push('action = ?'), params.push(query.action);
+    const rows = this.db
+      .prepare(`SELECT * FROM audit WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT ?`)
+      .all(...params, query.limit + 1) as Row[];
+    const items = rows.slice(0, query.limit).map(mapAudit);
+    return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const applied = db.pragma('user_version', { simple: true }) as number;
+  for (let i = applied; i < SQLITE_MIGRATIONS.length; i++) {
+    db.transaction(() => {
+      db.exec(SQLITE_MIGRATIONS[i]!);
+      db.pragma(`user_version = ${i + 1}`);
+    }).immediate();
+  }
+}
+
+function keyRange(column: string, prefix?: string, after?: string): { where: string; params: unknown[] } {
+  const conditions = ['1 = 1'];
+  const params: unknown[] = [];
+  if (prefix) {
+    conditions.push(`${column} >= ?`);
+    params.push(prefix);
+    const upper = prefixUpperBound(prefix);
+    if (upper !== null) conditions.push(`${column} < ?`), params.push(upper);
+  }
+  if (after !== undefined) conditions.push(`${column} > ?`), params.push(after);
+  return { where: conditions.join(' AND '), params };
+}
+
+function mapVersion(r: Row | undefined): VersionMeta | null {
+  if (!r) return null;
+  return {
+    key: r.key as string,
+    seq: r.seq as number,
+    serial: r.serial as number,
+    lineage: r.lineage as string,
+    md5: r.md5 as string,
+    sha256: r.sha256 as string,
+    size: r.size as number,
+    encrypted: r.encrypted === 1,
+    createdAt: r.created_at as string,
+    lockId: (r.lock_id as string | null) ?? null,
+    operation: (r.operation as string | null) ?? null,
+    clientAddr: r.client_addr as string,
+    forced: (r.forced as ForcedReason | null) ?? null,
+  };
+}
+
+function withBody(r: Row | undefined): { meta: VersionMeta; body: Buffer } | null {
+  if (!r) return null;
+  return { meta: mapVersion(r)!, body: r.body as Buffer };
+}
+
+function mapLock(r: Row | undefined): LockRecord | null {
+  if (!r) return null;
+  return {
+    key: r.key as string,
+    id: r.lock_id as string,
+    operation: r.operation as string,
+    who: r.who as string,
+    version: r.version as string,
+    created: (r.created as string | null) ?? null,
+    info: r.info as string,
+    path: r.path as string,
+    raw: r.raw as string,
+    acquiredAt: r.acquired_at as string,
+    lastActivityAt: r.last_activity_at as string,
+    clientAddr: r.client_addr as string,
+    userAgent: r.user_agent as string,
+  };
+}
+
+function mapAudit(r: Row): AuditEntry {
+  return {
+    id: r.id as number,
+    at: r.at as string,
+    action: r.action as AuditEntry['action'],
+    key: r.key as string,
+    lockId: (r.lock_id as string | null) ?? null,
+    outcome: r.outcome as AuditEntry['outcome'],
+    clientAddr: r.client_addr as string,
+    userAgent: r.user_agent as string,
+    principal: (r.principal as string | null) ?? null,
+    detail: JSON.parse(r.detail as string) as Record<string, unknown>,
+  };
+}
