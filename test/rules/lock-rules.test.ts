@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { isZeroValuedLockInfo, parseLockInfo } from '../../src/lock/lock-info.js';
+import { decideLock, decideUnlock, type HeldLock } from '../../src/lock/lock-rules.js';
+import { StatelockError } from '../../src/server/errors.js';
+
+const held: HeldLock = { id: 'A', operation: 'OperationTypeApply', who: 'a@h', created: '2026-08-21T13:10:23Z', raw: '{"ID":"A","Operation":"OperationTypeApply"}' };
+const info = (id: string) => parseLockInfo(Buffer.from(JSON.stringify({ ID: id, Operation: 'OperationTypePlan', Info: '', Who: 'b@h', Version: '1.15.0', Created: '2026-08-21T13:10:23.5Z', Path: '' })));
+
+describe('decideLock', () => {
+  test('a free key is acquired', () => assert.deepEqual(decideLock('k', null, info('B')), { kind: 'acquire' }));
+  test('the holder asking again (a retried LOCK) succeeds without change', () => assert.deepEqual(decideLock('k', held, info('A')), { kind: 'reacquire' }));
+  test('another ID is refused with 423 and the holder’s body verbatim', () => {
+    const d = decideLock('k', held, info('B'));
+    assert.equal(d.kind, 'refuse');
+    if (d.kind !== 'refuse') return;
+    assert.equal(d.error.status, 423);
+    assert.equal(d.error.holderBody, held.raw);
+    assert.match(d.error.message, /locked by ID "A" \(OperationTypeApply, a@h/);
+  });
+});
+
+describe('decideUnlock', () => {
+  test('the holder’s ID releases', () => assert.deepEqual(decideUnlock('k', held, { id: 'A', force: false }), { kind: 'release', forced: false }));
+  test('an empty body (terraform force-unlock) releases as forced', () => assert.deepEqual(decideUnlock('k', held, { id: null, force: true }), { kind: 'release', forced: true }));
+  test('a free lock is already free (retried unlocks are harmless)', () => assert.deepEqual(decideUnlock('k', null, { id: 'Z', force: false }), { kind: 'already-free' }));
+  test('another ID is a 409 carrying the holder', () => {
+    const d = decideUnlock('k', held, { id: 'B', force: false });
+    assert.equal(d.kind === 'refuse' && d.error.status, 409);
+    assert.equal(d.kind === 'refuse' && d.error.code, 'LOCK_ID_MISMATCH');
+    assert.equal(d.kind === 'refuse' && d.error.holderBody, held.raw);
+  });
+});
+
+describe('parseLockInfo', () => {
+  const code = (body: string) => {
+    try {
+      parseLockInfo(Buffer.from(body));
+      return 'ok';
+    } catch (e) {
+      return e instanceof StatelockError ? e.code : 'other';
+    }
+  };
+  test('keeps the raw body verbatim and reads every field', () => {
+    const raw = '{"ID":"x","Operation":"OperationTypeApply","Info":"","Who":"a@h","Version":"1.15.0","Created":"2026-08-21T13:10:23.123456789Z","Path":"","Extra":1}';
+    const i = parseLockInfo(Buffer.from(raw));
+    assert.equal(i.raw, raw);
+    assert.deepEqual([i.id, i.operation, i.who, i.version, i.created], ['x', 'OperationTypeApply', 'a@h', '1.15.0', '2026-08-21T13:10:23.123456789Z']);
+  });
+  test('matches keys case-insensitively, as Go does', () => assert.equal(parseLockInfo(Buffer.from('{"id":"x","operation":"p"}')).operation, 'p'));
+  test('Created may be absent or null; offsets are RFC 3339 too', () => {
+    assert.equal(code('{"ID":"x"}'), 'ok');
+    assert.equal(code('{"ID":"x","Created":null}'), 'ok');
+    assert.equal(code('{"ID":"x","Created":"2026-08-21T15:10:23+02:00"}'), 'ok');
+  });
+  test('refuses malformed lock info with 400 INVALID_LOCK_INFO', () => {
+    for (const bad of ['', 'nope', '[]', '"x"', 'null', '{}', '{"ID":""}', '{"ID":5}', '{"ID":"x","Who":{"a":1}}', '{"ID":"x","Info":[1]}', '{"ID":"x","Created":"yesterday"}', '{"ID":"x","Created":"2026-08-21 13:10:23"}', '{"ID":"x","Created":12}']) {
+      assert.equal(code(bad), 'INVALID_LOCK_INFO', bad);
+    }
+  });
+  test('recognises OpenTofu’s zero-valued force-unlock body', () => {
+    const zero = parseLockInfo(Buffer.from('{"ID":"x","Operation":"","Info":"","Who":"","Version":"","Created":"0001-01-01T00:00:00Z","Path":""}'));
+    assert.equal(isZeroValuedLockInfo(zero), true);
+    assert.equal(isZeroValuedLockInfo(info('x')), false);
+  });
+});

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ClientContext } from '../src/audit/audit-entry.js';
+import { StatelockError } from '../src/server/errors.js';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import type { LockRecord, NewVersion, Store } from '../src/store/store.js';
+import { tempDir } from './support/server-process.js';
+
+/** Every engine runs the same contract. PostgreSQL joins this list when its engine lands. */
+const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store> }> = [{ name: 'sqlite', open: async (dir) => new SqliteStore(dir) }];
+
+const client: ClientContext = { addr: '127.0.0.1', userAgent: 'test', principal: null };
+
+function version(seq: number, serial: number, lineage = 'L', body = `{"serial":${serial},"lineage":"${lineage}"}`): NewVersion {
+  const b = Buffer.from(body);
+  return { seq, serial, lineage, md5: `md5-${seq}`, sha256: `sha-${seq}-${body.length}`, size: b.length, encrypted: false, createdAt: new Date().toISOString(), lockId: null, operation: null, clientAddr: client.addr, forced: null, body: b };
+}
+
+function lockRecord(key: string, id: string): LockRecord {
+  const now = new Date().toISOString();
+  return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua' };
+}
+
+/** Appends the next version of `key` through update, as the state service does. */
+async function put(store: Store, key: string, serial: number, body?: string) {
+  return store.update(key, client, (snap) => ({ result: snap.versionCount + 1, changes: { newVersion: version(snap.versionCount + 1, serial, 'L', body) } }));
+}
+
+for (const engine of ENGINES) {
+  describe(`store contract: ${engine.name}`, () => {
+    test('update sees the previous commit and numbers versions 1, 2, 3', async () => {
+      const store = await engine.open(tempDir());
+      assert.equal(await put(store, 'a/k', 1), 1);
+      assert.equal(await put(store, 'a/k', 2), 2);
+      const seen = await store.update('a/k', client, (snap) => ({ result: snap, changes: {} }));
+      assert.equal(seen.current?.serial, 2);
+      assert.equal(seen.current?.seq, 2);
+      assert.equal(seen.versionCount, 2);
+      assert.equal(seen.lock, null);
+      await store.close();
+    });
+
+    test('bytes come back exactly as written, current and by seq or serial', async () => {
+      const store = await engine.open(tempDir());
+      const odd = '{"serial":1,"lineage":"L","x":"\u00e9\u2603",  "pad":"  "}\n';
+      await put(store, 'k', 1, odd);
+      await put(store, 'k', 2);
+      await put(store, 'k', 2, '{"serial":2,"lineage":"L","again":true}');
+      assert.equal((await store.readVersion('k', { seq: 1 }))?.body.toString(), odd);
+      assert.equal((await store.readVersion('k', { serial: 2 }))?.meta.seq, 3, 'the newest version with that serial');
+      assert.equal((await store.readCurrent('k'))?.meta.seq, 3);
+      assert.equal(await store.readVersion('k', { seq: 9 }), null);
+      await store.close();
+    });
+
+    test('a refusal commits its audit entry and nothing else, then throws', async () => {
+      const store = await engine.open(tempDir());
+      await put(store, 'k', 1);
+      await assert.rejects(
+        store.update('k', client, () => ({
+          error: new StatelockError('SERIAL_LOWER', { incoming: 0, current: 1 }),
+          changes: { audit: [{ action: 'state.write.refused', key: 'k', lockId: null, outcome: 'refused', detail: { why: 'test' } }] },
+        })),
+        (e: unknown) => e instanceof StatelockError && e.code === 'SERIAL_LOWER',
+      );
+      const audit = await store.listAudit({ key: 'k', limit: 10 });
+      assert.deepEqual(audit.items.map((a) => [a.action, a.outcome, a.detail]), [['state.write.refused', 'refused', { why: 'test' }]]);
+      assert.equal((await store.readCurrent('k'))?.meta.seq, 1);
+      await store.close();
+    });
+
+    test('an exception inside decide rolls the whole transaction back', async () => {
+      const store = await engine.open(tempDir());
+      await assert.rejects(
+        store.update('k', client, () => {
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+      assert.equal(await store.readCurrent('k'), null);
+      await store.close();
+    });
+
+    test('locks: set, touch, clear, list by prefix with pagination, count', async () => {
+      const store = await engine.open(tempDir());
+      for (const key of ['p/1', 'p/2', 'p/3', 'q/1']) await store.update(key, client, () => ({ result: null, changes: { lock: { set: lockRecord(key, `id-${key}`) } } }));
+      await store.update('p/1', client, () => ({ result: null, changes: { lock: { touch: '2030-01-01T00:00:00.000Z' } } }));
+      assert.equal((await store.getLock('p/1'))?.lastActivityAt, '2030-01-01T00:00:00.000Z');
+      assert.equal((await store.getLock('p/1'))?.raw, '{"ID":"id-p/1"}');
+      const first = await store.listLocks({ prefix: 'p/', limit: 2 });
+      assert.deepEqual(first.items.map((l) => l.key), ['p/1', 'p/2']);
+      const second = await store.listLocks({ prefix: 'p/', after: first.next!, limit: 2 });
+      assert.deepEqual([second.items.map((l) => l.key), second.next], [['p/3'], null]);
+      assert.equal(await store.countLocks(), 4);
+      await store.update('p/2', client, () => ({ result: null, changes: { lock: { clear: true } } }));
+      assert.equal(await store.getLock('p/2'), null);
+      assert.equal(await store.countLocks(), 3);
+      await store.close();
+    });
+
+    test('soft delete hides the key from reads and listings and keeps every version', async () => {
+      const store = await engine.open(tempDir());
+      await put(store, 'd/k', 1);
+      await put(store, 'd/k', 2);
+      await put(store, 'd/other', 1);
+      await store.update('d/k', client, () => ({ result: null, changes: { deleteState: true } }));
+      assert.equal(await store.readCurrent('d/k'), null);
+      assert.deepEqual((await store.listStates({ prefix: 'd/', limit: 10 })).items.map((s) => s.key), ['d/other']);
+      assert.deepEqual((await store.listVersions('d/k', { limit: 10 })).items.map((v) => v.seq), [1, 2]);
+      const snap = await store.update('d/k', client, (s) => ({ result: s, changes: {} }));
+      assert.equal(snap.current, null, 'a deleted key is empty for the rules');
+      assert.equal(snap.versionCount, 2, 'but its version numbering continues');
+      assert.equal(await put(store, 'd/k', 1), 3);
+      assert.equal((await store.readCurrent('d/k'))?.meta.seq, 3);
+      await store.close();
+    });
+
+    test('listStates orders by key, filters by prefix exactly, paginates, and flags locks', async () => {
+      const store = await engine.open(tempDir());
+      for (const key of ['a/b', 'a/b/c', 'a/bz', 'a0', 'a/é', 'b']) await put(store, key, 1);
+      await store.update('a/bz', client, () => ({ result: null, changes: { lock: { set: lockRecord('a/bz', 'X') } } }));
+      const all = await store.listStates({ prefix: 'a/', limit: 100 });
+      assert.deepEqual(all.items.map((s) => s.key), ['a/b', 'a/b/c', 'a/bz', 'a/é']);
+      assert.deepEqual(all.items.map((s) => s.locked), [false, false, true, false]);
+      const keys: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await store.listStates({ limit: 2, ...(after ? { after } : {}) });
+        keys.push(...page.items.map((s) => s.key));
+        if (!page.next) break;
+        after = page.next;
+      }
+      assert.deepEqual(keys, ['a/b', 'a/b/c', 'a/bz', 'a/é', 'a0', 'b']);
+      await store.close();
+    });
+
+    test('audit filters by key, action and time, paginated by id', async () => {
+      const store = await engine.open(tempDir());
+      const entry = (key: string, action: 'lock.acquire' | 'state.write') => ({ action, key, lockId: null, outcome: 'ok' as const, detail: {} });
+      await store.update('x', client, () => ({ result: null, changes: { audit: [entry('x', 'lock.acquire'), entry('x', 'state.write')] } }));
+      await store.update('y', client, () => ({ result: null, changes: { audit: [entry('y', 'state.write')] } }));
+      assert.equal((await store.listAudit({ key: 'x', limit: 10 })).items.length, 2);
+      assert.deepEqual((await store.listAudit({ action: 'state.write', limit: 10 })).items.map((a) => a.key), ['x', 'y']);
+      assert.equal((await store.listAudit({ since: '2999-01-01T00:00:00.000Z', limit: 10 })).items.length, 0);
+      const p1 = await store.listAudit({ limit: 2 });
+      const p2 = await store.listAudit({ limit: 2, after: Number(p1.next) });
+      assert.deepEqual([...p1.items, ...p2.items].map((a) => a.id), [1, 2, 3]);
+      assert.equal(p2.next, null);
+      assert.equal(p1.items[0]!.clientAddr, '127.0.0.1');
+      await store.close();
+    });
+
+    test('two store instances on one database never act on the same snapshot', async () => {
+      const dir = tempDir();
+      const a = await engine.open(dir);
+      const b = await engine.open(dir);
+      // Each round both try to take the same lock with a rule that acquires only when free.
+      let wins = 0;
+      for (let round = 0; round < 50; round++) {
+        const key = `race/${round}`;
+        const attempt = (s: Store, id: string) =>
+          s.update(key, client, (snap) => (snap.lock ? { result: false, changes: {} } : { result: true, changes: { lock: { set: lockRecord(key, id) } } }));
+        const results = await Promise.all([attempt(a, 'A'), attempt(b, 'B')]);
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: exactly one winner`);
+        wins++;
+      }
+      assert.equal(wins, 50);
+      await a.close();
+      await b.close();
+    });
+
+    test('committed changes survive closing and reopening', async () => {
+      const dir = tempDir();
+      const s1 = await engine.open(dir);
+      await put(s1, 'keep', 1);
+      await s1.update('keep', client, () => ({ result: null, changes: { lock: { set: lockRecord('keep', 'K') } } }));
+      await s1.close();
+      await s1.close(); // idempotent
+      const s2 = await engine.open(dir);
+      assert.equal((await s2.readCurrent('keep'))?.meta.serial, 1);
+      assert.equal((await s2.getLock('keep'))?.id, 'K');
+      await s2.close();
+    });
+  });
+}
