@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { startApp } from '../../server/app.js';
 import { DEFAULTS, type ServerConfig } from '../../server/config.js';
 import { isLogLevel } from '../../server/logger.js';
+import { parseOptions } from '../parse-options.js';
 import { UsageError } from '../usage-error.js';
 
 const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-level L] [--max-body-bytes N]
@@ -16,7 +16,7 @@ const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-l
 
 /** Starts the server, prints the backend block to paste, and runs until SIGTERM or SIGINT. */
 export async function runServe(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseOptions({
     args,
     options: {
       host: { type: 'string' },
@@ -26,8 +26,7 @@ export async function runServe(args: string[]): Promise<number> {
       'max-body-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
-  }).valueOf() as { values: Record<string, string | boolean | undefined> };
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
