@@ -480,7 +480,7 @@ describe('JSON API /api/v1', () => {
     test('POST /api/v1/states is 405 with an Allow header', async () => {
       const res = await api('states', { method: 'POST', body: '{}' });
       assertJsonError(res, 405, 'METHOD_NOT_ALLOWED');
-      assert.equal(res.headers['allow'], 'GET');
+      assert.equal(res.headers['allow'], 'GET, HEAD');
     });
 
     test('an unknown API path is 404 NOT_FOUND as JSON', async () => {

@@ -69,7 +69,11 @@ export class LockService {
     try {
       const result = await this.store.update(key, client, (snap): Decision<UnlockResult> => {
         const decision = decideUnlock(key, snap.lock, request);
-        if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+        if (decision.kind === 'refuse') {
+          const detail = { how, code: decision.error.code, holder: snap.lock?.id };
+          const action = request.force ? ('lock.force-unlock' as const) : ('lock.release' as const);
+          return { error: decision.error, changes: { audit: [{ action, key, lockId: request.id, outcome: 'refused', detail }] } };
+        }
         if (decision.kind === 'already-free') return { result: { outcome: 'already-free', previous: null }, changes: {} };
         const held = snap.lock!;
         const heldFor = Math.round((Date.now() - Date.parse(held.acquiredAt)) / 1000);
@@ -99,5 +103,13 @@ export class LockService {
 
   get(key: string) {
     return this.store.getLock(key);
+  }
+
+  list(query: { prefix?: string; after?: string; limit: number }) {
+    return this.store.listLocks(query);
+  }
+
+  count() {
+    return this.store.countLocks();
   }
 }

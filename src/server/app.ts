@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AuditService } from '../audit/audit-service.js';
 import { LockService } from '../lock/lock-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
@@ -35,11 +36,11 @@ export async function startApp(config: ServerConfig): Promise<App> {
   const logger = createLogger(config.logLevel);
   const store = new SqliteStore(config.dataDir);
   const metrics = new Metrics();
-  metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => store.countLocks()));
   const state = new StateService(store, metrics);
   const locks = new LockService(store, metrics);
+  metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => locks.count()));
   const httpBackend = new HttpBackendDoor(state, locks);
-  const api = new ApiDoor(store, state, locks);
+  const api = new ApiDoor(state, locks, new AuditService(store));
   let draining = false;
   let inFlight = 0;
 
@@ -51,7 +52,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       '/healthz': async (c) => sendJson(c.res, 200, { status: 'ok' }),
       '/readyz': async (c) => {
         if (draining) throw new StatelockError('SHUTTING_DOWN');
-        await store.countLocks(); // the store answers
+        await locks.count(); // the store answers
         sendJson(c.res, 200, { status: 'ready', engine: store.engine });
       },
       '/metrics': async (c) => send(c.res, 200, Buffer.from(await metrics.render()), 'text/plain; version=0.0.4'),
@@ -95,10 +96,15 @@ export async function startApp(config: ServerConfig): Promise<App> {
     if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
 
@@ -129,6 +135,7 @@ function answerError(res: ServerResponse, door: Door, err: unknown, logger: Logg
     return;
   }
   if (coded.code === 'PAYLOAD_TOO_LARGE') res.setHeader('Connection', 'close');
+  if (coded.status === 503) res.setHeader('Retry-After', '1'); // Terraform's client honours it on 503
   if (door === 'http-backend') HttpBackendDoor.sendError(res, coded);
   else sendJson(res, coded.status, errorBody(coded));
 }

@@ -19,6 +19,21 @@ export class StateService {
     return this.store.readCurrent(key);
   }
 
+  /** One version's bytes by seq or by serial (the newest with it); deleted keys' versions included. */
+  readVersion(key: string, which: { seq: number } | { serial: number }) {
+    return this.store.readVersion(key, which);
+  }
+
+  /** Every version of a key, oldest first. */
+  listVersions(key: string, page: { after?: number; limit: number }) {
+    return this.store.listVersions(key, page);
+  }
+
+  /** Live states by key prefix. */
+  list(query: { prefix?: string; after?: string; limit: number }) {
+    return this.store.listStates(query);
+  }
+
   /**
    * Stores `body` as the key's next version if the consistency rules allow it.
    * @throws StatelockError INVALID_STATE (nothing stored), STATE_LOCKED / STATE_LOCKED_NO_ID (423),
@@ -76,7 +91,10 @@ export class StateService {
   async delete(key: string, client: ClientContext): Promise<void> {
     await this.store.update(key, client, (snap): Decision<void> => {
       const decision = decideDelete(key, snap.current !== null, snap.lock);
-      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+      if (decision.kind === 'refuse') {
+        const detail = { code: decision.error.code, holder: snap.lock?.id };
+        return { error: decision.error, changes: { audit: [{ action: 'state.delete', key, lockId: null, outcome: 'refused', detail }] } };
+      }
       if (decision.kind === 'nothing') return { result: undefined, changes: {} };
       const { seq, serial } = snap.current!;
       return {

@@ -4,7 +4,7 @@ import { send, sendJson } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
-import type { Store } from '../../store/store.js';
+import type { AuditService } from '../../audit/audit-service.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { auditJson, lockJson, stateSummaryJson, versionJson } from './representations.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
@@ -17,15 +17,16 @@ const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', '
  */
 export class ApiDoor {
   constructor(
-    private readonly store: Store,
     private readonly state: StateService,
     private readonly locks: LockService,
+    private readonly audit: AuditService,
   ) {}
 
   async handle(ctx: RequestContext): Promise<void> {
     const [collection = '', ...rest] = ctx.tail.split('/');
     const keyTail = rest.join('/');
-    const route = `${ctx.method} ${collection}${keyTail ? '/*' : ''}`;
+    const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+    const route = `${method} ${collection}${keyTail ? '/*' : ''}`;
     switch (route) {
       case 'GET openapi.json':
         return sendJson(ctx.res, 200, OPENAPI_DOCUMENT);
@@ -46,14 +47,14 @@ export class ApiDoor {
     }
     const known = ['openapi.json', 'states', 'versions', 'content', 'locks', 'audit'];
     if (known.includes(collection)) {
-      ctx.res.setHeader('Allow', 'GET');
-      throw new StatelockError('METHOD_NOT_ALLOWED', { method: ctx.method, path: `/api/v1/${ctx.tail}`, allowed: 'GET' });
+      ctx.res.setHeader('Allow', 'GET, HEAD');
+      throw new StatelockError('METHOD_NOT_ALLOWED', { method: ctx.method, path: `/api/v1/${ctx.tail}`, allowed: 'GET, HEAD' });
     }
     throw new StatelockError('NOT_FOUND', { path: `/api/v1/${ctx.tail}` });
   }
 
   private async listStates(ctx: RequestContext) {
-    const page = await this.store.listStates({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
+    const page = await this.state.list({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
     sendJson(ctx.res, 200, { items: page.items.map(stateSummaryJson), next: page.next });
   }
 
@@ -66,7 +67,7 @@ export class ApiDoor {
 
   private async listVersions(ctx: RequestContext, key: string) {
     const after = intParam(ctx, 'after', 0);
-    const page = await this.store.listVersions(key, { after, limit: limitOf(ctx) });
+    const page = await this.state.listVersions(key, { after, limit: limitOf(ctx) });
     if (page.items.length === 0 && after === 0) throw new StatelockError('STATE_NOT_FOUND', { key });
     sendJson(ctx.res, 200, { items: page.items.map(versionJson), next: page.next });
   }
@@ -75,7 +76,7 @@ export class ApiDoor {
     const seq = intParam(ctx, 'seq', -1);
     const serial = intParam(ctx, 'serial', -1);
     const found =
-      seq >= 0 ? await this.store.readVersion(key, { seq }) : serial >= 0 ? await this.store.readVersion(key, { serial }) : await this.state.read(key);
+      seq >= 0 ? await this.state.readVersion(key, { seq }) : serial >= 0 ? await this.state.readVersion(key, { serial }) : await this.state.read(key);
     if (!found) {
       if (seq < 0 && serial < 0) throw new StatelockError('STATE_NOT_FOUND', { key });
       throw new StatelockError('VERSION_NOT_FOUND', { key, which: seq >= 0 ? `seq ${seq}` : `with serial ${serial}` });
@@ -88,7 +89,7 @@ export class ApiDoor {
   }
 
   private async listLocks(ctx: RequestContext) {
-    const page = await this.store.listLocks({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
+    const page = await this.locks.list({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
     const now = Date.now();
     sendJson(ctx.res, 200, { items: page.items.map((l) => lockJson(l, now)), next: page.next });
   }
@@ -107,7 +108,7 @@ export class ApiDoor {
     if (action !== undefined && !AUDIT_ACTIONS.includes(action as AuditAction)) {
       throw new StatelockError('INVALID_QUERY', { name: 'action', reason: `one of ${AUDIT_ACTIONS.join(', ')}` });
     }
-    const page = await this.store.listAudit({
+    const page = await this.audit.list({
       ...(key !== undefined ? { key } : {}),
       ...(since !== undefined ? { since: new Date(since).toISOString() } : {}),
       ...(action !== undefined ? { action: action as AuditAction } : {}),

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
+import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import type { ForcedReason } from '../../state/write-rules.js';
 import type {
@@ -96,7 +97,7 @@ export class SqliteStore implements Store {
       this.apply(key, client, decision.changes);
       return decision;
     });
-    const decision = run.immediate();
+    const decision = translateDriverErrors(() => run.immediate());
     if ('error' in decision) throw decision.error;
     return decision.result;
   }
@@ -193,6 +194,22 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+  }
+}
+
+/**
+ * Driver errors become domain errors here, once: a database that stays busy or locked past
+ * busy_timeout, or a full disk, is a 503 the client may retry; anything else is a bug and stays as is.
+ */
+function translateDriverErrors<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR)/.test(code)) {
+      throw new StatelockError('STORE_UNAVAILABLE', { reason: code });
+    }
+    throw err;
   }
 }
 
