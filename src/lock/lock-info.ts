@@ -1,4 +1,5 @@
 import { StatelockError } from '../server/errors.js';
+import { parseJsonObject } from '../shared/json-object.js';
 
 /**
  * Terraform's LockInfo (`internal/states/statemgr/locker.go`): the JSON a client sends on LOCK, kept
@@ -19,7 +20,6 @@ export interface LockInfo {
 /** RFC 3339 date-time, as Go's time.Time unmarshals it (fraction optional, Z or ±hh:mm). */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 const FIELDS = ['ID', 'Operation', 'Info', 'Who', 'Version', 'Created', 'Path'] as const;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Parses a LOCK (or non-empty UNLOCK) body. Keys match case-insensitively, as Go's decoder does;
@@ -28,19 +28,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  *   string ID, string fields, and an RFC 3339 Created (null or absent is allowed, as in Go).
  */
 export function parseLockInfo(body: Buffer): LockInfo {
-  let raw: string;
-  try {
-    raw = utf8.decode(body);
-  } catch {
-    throw invalid('the body is not valid UTF-8');
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch (err) {
-    throw invalid(`the body is not valid JSON (${(err as Error).message})`);
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('the body is not a JSON object');
+  const { text: raw, doc } = parseJsonObject(body, invalid);
   const values = new Map<string, unknown>();
   for (const [k, v] of Object.entries(doc)) {
     if (typeof v === 'object' && v !== null) throw invalid(`field "${k}" is not a plain value: lock info must be a flat object`);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
+import { parseJsonObject } from '../shared/json-object.js';
 
 /** What the server may read from a state body: its top-level serial and lineage (the only fields OpenTofu's encrypted envelope keeps in the clear). */
 export interface StateHeader {
@@ -16,33 +17,19 @@ export interface Digests {
   size: number;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /**
  * Reads serial and lineage from a state body without judging anything else in it: plaintext v4 states
  * and OpenTofu encrypted envelopes both qualify.
  * @throws StatelockError INVALID_STATE when the body is not a JSON object with an integer serial and a string lineage.
  */
 export function parseStateHeader(body: Buffer): StateHeader {
-  let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
-    throw invalidState('the body is not valid UTF-8');
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw invalidState(`the body is not valid JSON (${(err as Error).message})`);
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalidState('the body is not a JSON object');
-  const { serial, lineage } = doc as Record<string, unknown>;
+  const { doc } = parseJsonObject(body, invalidState);
+  const { serial, lineage } = doc;
   if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
     throw invalidState('"serial" must be a non-negative integer');
   }
   if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
-  const encrypted = 'encrypted_data' in (doc as object) && !('version' in (doc as object));
+  const encrypted = 'encrypted_data' in doc && !('version' in doc);
   return { serial, lineage, encrypted };
 }
 

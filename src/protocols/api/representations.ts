@@ -40,36 +40,11 @@ export function lockJson(lock: LockRecord, now = Date.now()): LockJson {
   };
 }
 
-export interface VersionJson {
-  seq: number;
-  serial: number;
-  lineage: string;
-  md5: string;
-  sha256: string;
-  size: number;
-  createdAt: string;
-  lockId: string | null;
-  operation: string | null;
-  encrypted: boolean;
-  forced: string | null;
-  clientAddr: string;
-}
+/** A version as the API shows it: everything stored about it but its key (the URL names the key). */
+export type VersionJson = Omit<VersionMeta, 'key'>;
 
-export function versionJson(v: VersionMeta): VersionJson {
-  return {
-    seq: v.seq,
-    serial: v.serial,
-    lineage: v.lineage,
-    md5: v.md5,
-    sha256: v.sha256,
-    size: v.size,
-    createdAt: v.createdAt,
-    lockId: v.lockId,
-    operation: v.operation,
-    encrypted: v.encrypted,
-    forced: v.forced,
-    clientAddr: v.clientAddr,
-  };
+export function versionJson({ key: _key, ...rest }: VersionMeta): VersionJson {
+  return rest;
 }
 
 export function stateSummaryJson(s: StateSummary) {
