@@ -452,6 +452,7 @@ describe('JSON API /api/v1', () => {
       '/api/v1/locks',
       '/api/v1/locks/{key}',
       '/api/v1/audit',
+      '/api/v1/diff/{key}',
       '/api/v1/openapi.json',
     ];
 
@@ -467,11 +468,22 @@ describe('JSON API /api/v1', () => {
         assert.ok(route in doc.paths, `${route} is missing from openapi.json`);
         assert.ok(doc.paths[route]!.get, `${route} has no GET operation`);
       }
-      // And the other way round: every described path is answered by the server (not a 404 NOT_FOUND / 405).
-      for (const path of Object.keys(doc.paths)) {
-        const concrete = path.replace('{key}', K1);
-        const probe = await rawRequest(`${server.url}${concrete}`);
-        assert.equal(probe.status, 200, `GET ${concrete} answers ${probe.status}: ${probe.text.slice(0, 200)}`);
+      // And the other way round: every described operation is answered by the server. GETs on a real key
+      // answer 200; the writing operations are probed on a key that does not exist, so they change nothing,
+      // and must not be unknown routes (NOT_FOUND) or wrong methods (405).
+      for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
+        for (const method of Object.keys(ops)) {
+          if (method === 'get') {
+            const concrete = path.replace('{key}', K1);
+            const probe = await rawRequest(`${server.url}${concrete}`);
+            assert.equal(probe.status, 200, `GET ${concrete} answers ${probe.status}: ${probe.text.slice(0, 200)}`);
+          } else {
+            const concrete = path.replace('{key}', 'no/such/key');
+            const probe = await rawRequest(`${server.url}${concrete}?id=x&seq=1`, { method: method.toUpperCase() });
+            assert.notEqual(probe.status, 405, `${method} ${concrete}: ${probe.text}`);
+            assert.notEqual(probe.json<{ error: { code: string } }>().error.code, 'NOT_FOUND', `${method} ${concrete} is not routed`);
+          }
+        }
       }
     });
   });

@@ -66,7 +66,7 @@ describe('bad input', () => {
   });
 
   test('wrong methods are 405 with Allow; unknown paths 404; never a redirect', async () => {
-    for (const [method, path] of [['PATCH', '/state/good/k'], ['PROPFIND', '/state/good/k'], ['GET', '/lock/good/k'], ['POST', '/healthz'], ['DELETE', '/api/v1/locks/good/k']] as const) {
+    for (const [method, path] of [['PATCH', '/state/good/k'], ['PROPFIND', '/state/good/k'], ['GET', '/lock/good/k'], ['POST', '/healthz'], ['PUT', '/api/v1/locks/good/k'], ['GET', '/api/v1/restore/good/k']] as const) {
       const res = await expectRefused(405, 'METHOD_NOT_ALLOWED', path, { method });
       assert.ok(res.headers.allow, `${method} ${path} has an Allow header`);
     }

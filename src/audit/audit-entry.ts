@@ -6,7 +6,8 @@ export type AuditAction =
   | 'state.write'
   | 'state.write.forced'
   | 'state.write.refused'
-  | 'state.delete';
+  | 'state.delete'
+  | 'state.restore';
 
 export interface ClientContext {
   addr: string;

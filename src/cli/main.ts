@@ -1,41 +1,88 @@
+import { ApiClient, ApiError } from './api-client.js';
+import type { CliContext, Command } from './command.js';
+import { lockShowCommand } from './commands/lock-show.js';
+import { locksCommand } from './commands/locks.js';
 import { runServe } from './commands/serve.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { lockInfoBlock } from './lock-view.js';
+import { createOutput } from './output.js';
 import { UsageError } from './usage-error.js';
 
-const USAGE = `Usage: statelock <command> [options]
+/** Command words → command. Two-word commands ("state pull") are looked up before one-word ones. */
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  serve: { run: (args) => runServe(args), summary: 'Run the state server (SQLite in ./.statelock by default)' },
+  locks: { run: locksCommand, summary: 'List every held lock: key, ID, operation, who, age, last activity, verdict' },
+  'lock show': { run: lockShowCommand, summary: 'Show one lock entry in full, its age, and what it means' },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return `Usage: statelock [--server URL] [--token TOKEN] <command> [options]
 
 Commands:
-  serve        Run the state server (SQLite in ./.statelock by default)
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  .join('\n')}
 
-Run 'statelock <command> --help' for a command's options.`;
+Global options (before or after the command):
+  --server URL    statelock server (env STATELOCK_SERVER, default http://127.0.0.1:8080)
+  --token TOKEN   API token (env STATELOCK_TOKEN)
 
-/** Exit codes: 0 success, 1 error, 2 usage. */
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve':
-      return runServe(rest);
-    case undefined:
-    case '--help':
-    case '-h':
-    case 'help':
-      process.stdout.write(USAGE + '\n');
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
+Exit codes: 0 success, 1 error, 2 usage, 3 refused because of a lock, 4 not found (docs/cli.md).
+`;
+}
+
+/** Removes `--server`/`--token` (either `--opt value` or `--opt=value`) from anywhere in argv. */
+export function extractGlobals(argv: string[]): { server?: string; token?: string; rest: string[] } {
+  const found: { server?: string; token?: string } = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    const m = /^--(server|token)(?:=(.*))?$/.exec(arg);
+    if (!m) {
+      rest.push(arg);
+      continue;
+    }
+    const value = m[2] ?? argv[++i];
+    if (value === undefined || value === '') throw new UsageError(`--${m[1]} needs a value`);
+    found[m[1] as 'server' | 'token'] = value;
   }
+  return { ...found, rest };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const globals = extractGlobals(argv);
+  const [first, second, ...more] = globals.rest;
+  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
+    process.stdout.write(usage());
+    return first === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  const two = second !== undefined ? COMMANDS[`${first} ${second}`] : undefined;
+  const command = two ?? COMMANDS[first];
+  if (!command) throw new UsageError(`unknown command "${[first, second].filter(Boolean).join(' ')}"\n\n${usage()}`);
+  const args = two ? more : globals.rest.slice(1);
+  const ctx: CliContext = {
+    api: new ApiClient({ server: globals.server ?? process.env.STATELOCK_SERVER ?? 'http://127.0.0.1:8080', token: globals.token ?? process.env.STATELOCK_TOKEN }),
+    io: createOutput(process.stdout, process.stderr, process.env),
+    env: process.env,
+    stdin: process.stdin,
+    now: () => Date.now(),
+  };
+  return command.run(args, ctx);
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code !== 0) process.exitCode = code;
+    process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof UsageError) {
-      process.stderr.write(`statelock: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    process.stderr.write(`statelock: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`statelock: ${message}\n`);
+    if (err instanceof ApiError && err.holder) process.stderr.write(`\nLock Info:\n${lockInfoBlock(err.holder)}`);
+    process.exitCode = exitCodeFor(err);
   },
 );

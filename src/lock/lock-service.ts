@@ -60,9 +60,14 @@ export class LockService {
     return this.unlock(key, { id: info.id, force: zero }, client, zero ? 'zero-valued UNLOCK body (tofu force-unlock)' : 'holder released');
   }
 
-  /** The API's force-unlock: the caller names the holder's ID, as `terraform force-unlock LOCK_ID` does. */
-  forceUnlock(key: string, id: string, client: ClientContext): Promise<UnlockResult> {
-    return this.unlock(key, { id, force: true }, client, 'force-unlock through the API');
+  /**
+   * The API's force-unlock: the caller names the holder's ID, as `terraform force-unlock LOCK_ID` does.
+   * @throws StatelockError LOCK_NOT_FOUND (nothing to unlock), LOCK_ID_MISMATCH (409, with the holder).
+   */
+  async forceUnlock(key: string, id: string, client: ClientContext): Promise<UnlockResult> {
+    const result = await this.unlock(key, { id, force: true }, client, 'force-unlock through the API');
+    if (result.outcome === 'already-free') throw new StatelockError('LOCK_NOT_FOUND', { key });
+    return result;
   }
 
   private async unlock(key: string, request: UnlockRequest, client: ClientContext, how: string): Promise<UnlockResult> {

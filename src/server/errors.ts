@@ -20,6 +20,8 @@ export const ERROR_REGISTRY = {
   SERIAL_LOWER: { status: 409, message: 'cannot import state with serial {incoming} over newer state with serial {current}' },
   SERIAL_SAME_DIFFERENT_CONTENT: { status: 409, message: 'cannot overwrite existing state with serial {serial} with a different state that has the same serial' },
   LOCK_ID_MISMATCH: { status: 409, message: 'lock ID "{given}" does not match the lock held on {key} (held by ID "{holder}")' },
+  RESTORE_ENCRYPTED: { status: 422, message: 'cannot restore version {seq} of {key}: it is an OpenTofu encrypted state, whose serial is sealed inside the ciphertext; pull it and push it with `tofu state push` instead' },
+  DIFF_ENCRYPTED: { status: 422, message: 'cannot diff {key}: version {seq} is an OpenTofu encrypted state' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'request body exceeds the limit of {limit} bytes' },
   STATE_LOCKED: { status: 423, message: 'state {key} is locked by ID "{holder}" ({operation}, {who}, since {created})' },
   STATE_LOCKED_NO_ID: { status: 423, message: 'state {key} is locked by ID "{holder}" and the write carries no lock ID (?ID=); writes without the lock (-lock=false) are refused while another holds it' },

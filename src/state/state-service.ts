@@ -3,6 +3,9 @@ import type { Metrics } from '../server/metrics.js';
 import type { Decision, KeySnapshot, Store, VersionMeta } from '../store/store.js';
 import { digest, parseStateHeader } from './state-file.js';
 import { decideDelete, decideWrite } from './write-rules.js';
+import { decideRestore } from './restore-rules.js';
+import { rewriteStateHeader } from './state-header-rewrite.js';
+import { diffStates, type StateDiff } from './state-diff.js';
 import { StatelockError } from '../server/errors.js';
 
 export type WriteResult = { outcome: 'stored'; version: VersionMeta } | { outcome: 'unchanged'; version: VersionMeta };
@@ -88,19 +91,70 @@ export class StateService {
    * Soft delete: the key leaves GET and listings; every version stays readable through the API.
    * Refused (423) while another client holds the lock. Deleting an empty key succeeds.
    */
-  async delete(key: string, client: ClientContext): Promise<void> {
-    await this.store.update(key, client, (snap): Decision<void> => {
+  async delete(key: string, client: ClientContext): Promise<boolean> {
+    return this.store.update(key, client, (snap): Decision<boolean> => {
       const decision = decideDelete(key, snap.current !== null, snap.lock);
       if (decision.kind === 'refuse') {
         const detail = { code: decision.error.code, holder: snap.lock?.id };
         return { error: decision.error, changes: { audit: [{ action: 'state.delete', key, lockId: null, outcome: 'refused', detail }] } };
       }
-      if (decision.kind === 'nothing') return { result: undefined, changes: {} };
+      if (decision.kind === 'nothing') return { result: false, changes: {} };
       const { seq, serial } = snap.current!;
       return {
-        result: undefined,
+        result: true,
         changes: { deleteState: true, audit: [{ action: 'state.delete', key, lockId: null, outcome: 'ok', detail: { serial, seq } }] },
       };
     });
   }
+
+  /**
+   * Roll-forward restore of an old version (see decideRestore): its content becomes a new version with
+   * the next serial and the current lineage; the version it replaces stays. One transaction.
+   * @throws StatelockError VERSION_NOT_FOUND, STATE_LOCKED (423), RESTORE_ENCRYPTED (422).
+   */
+  async restore(key: string, which: { seq: number } | { serial: number }, lockId: string | null, client: ClientContext): Promise<VersionMeta> {
+    const target = await this.store.readVersion(key, which); // versions are immutable: safe to read first
+    if (!target) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(which) });
+    return this.store.update(key, client, (snap): Decision<VersionMeta> => {
+      const decision = decideRestore({ key, current: snap.current, lock: snap.lock, lockId, target: target.meta });
+      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+      const body = rewriteStateHeader(target.body, decision);
+      const version: VersionMeta = {
+        key,
+        seq: snap.versionCount + 1,
+        serial: decision.serial,
+        lineage: decision.lineage,
+        ...digest(body),
+        encrypted: false,
+        createdAt: new Date().toISOString(),
+        lockId: snap.lock ? lockId : null,
+        operation: 'restore',
+        clientAddr: client.addr,
+        forced: null,
+      };
+      const { key: _key, ...newVersion } = version;
+      const detail = { fromSeq: target.meta.seq, fromSerial: target.meta.serial, serial: decision.serial, lineage: decision.lineage, replacedSeq: snap.current?.seq ?? null };
+      return { result: version, changes: { newVersion: { ...newVersion, body }, audit: [{ action: 'state.restore', key, lockId: version.lockId, outcome: 'ok', detail }] } };
+    });
+  }
+
+  /**
+   * Resources and outputs changed between two versions. `to` defaults to the current version, `from`
+   * to the version before `to` (nothing, for the first version).
+   * @throws StatelockError STATE_NOT_FOUND, VERSION_NOT_FOUND, DIFF_ENCRYPTED (422).
+   */
+  async diff(key: string, from: { seq: number } | { serial: number } | null, to: { seq: number } | { serial: number } | null) {
+    const toVersion = to ? await this.store.readVersion(key, to) : await this.store.readCurrent(key);
+    if (!toVersion) throw to ? new StatelockError('VERSION_NOT_FOUND', { key, which: describe(to) }) : new StatelockError('STATE_NOT_FOUND', { key });
+    const fromWhich = from ?? (toVersion.meta.seq > 1 ? { seq: toVersion.meta.seq - 1 } : null);
+    const fromVersion = fromWhich ? await this.store.readVersion(key, fromWhich) : null;
+    if (fromWhich && !fromVersion) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(fromWhich) });
+    for (const v of [fromVersion, toVersion]) if (v?.meta.encrypted) throw new StatelockError('DIFF_ENCRYPTED', { key, seq: v.meta.seq });
+    const diff: StateDiff = diffStates(fromVersion ? JSON.parse(fromVersion.body.toString('utf8')) : null, JSON.parse(toVersion.body.toString('utf8')));
+    return { from: fromVersion?.meta ?? null, to: toVersion.meta, diff };
+  }
+}
+
+function describe(which: { seq: number } | { serial: number }): string {
+  return 'seq' in which ? `seq ${which.seq}` : `with serial ${which.serial}`;
 }

@@ -9,7 +9,7 @@ import { OPENAPI_DOCUMENT } from './openapi.js';
 import { auditJson, lockJson, stateSummaryJson, versionJson } from './representations.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
 
-const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete'];
+const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'];
 
 /**
  * The JSON API under `/api/v1` (described by `/api/v1/openapi.json`): what the CLI, the dashboard and
@@ -22,33 +22,36 @@ export class ApiDoor {
     private readonly audit: AuditService,
   ) {}
 
+  /** `METHOD collection` or `METHOD collection/*` (a key follows) → handler. 405's Allow header is derived from it. */
+  private readonly routes: Record<string, (ctx: RequestContext, key: string) => Promise<void>> = {
+    'GET openapi.json': async (ctx) => sendJson(ctx.res, 200, OPENAPI_DOCUMENT),
+    'GET states': (ctx) => this.listStates(ctx),
+    'GET states/*': (ctx, key) => this.getState(ctx, key),
+    'DELETE states/*': (ctx, key) => this.deleteState(ctx, key),
+    'GET versions/*': (ctx, key) => this.listVersions(ctx, key),
+    'GET content/*': (ctx, key) => this.getContent(ctx, key),
+    'GET diff/*': (ctx, key) => this.getDiff(ctx, key),
+    'POST restore/*': (ctx, key) => this.restore(ctx, key),
+    'GET locks': (ctx) => this.listLocks(ctx),
+    'GET locks/*': (ctx, key) => this.getLock(ctx, key),
+    'DELETE locks/*': (ctx, key) => this.forceUnlock(ctx, key),
+    'GET audit': (ctx) => this.listAudit(ctx),
+  };
+
   async handle(ctx: RequestContext): Promise<void> {
     const [collection = '', ...rest] = ctx.tail.split('/');
     const keyTail = rest.join('/');
+    const pattern = `${collection}${keyTail ? '/*' : ''}`;
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
-    const route = `${method} ${collection}${keyTail ? '/*' : ''}`;
-    switch (route) {
-      case 'GET openapi.json':
-        return sendJson(ctx.res, 200, OPENAPI_DOCUMENT);
-      case 'GET states':
-        return this.listStates(ctx);
-      case 'GET states/*':
-        return this.getState(ctx, parseKeyFromPath(keyTail));
-      case 'GET versions/*':
-        return this.listVersions(ctx, parseKeyFromPath(keyTail));
-      case 'GET content/*':
-        return this.getContent(ctx, parseKeyFromPath(keyTail));
-      case 'GET locks':
-        return this.listLocks(ctx);
-      case 'GET locks/*':
-        return this.getLock(ctx, parseKeyFromPath(keyTail));
-      case 'GET audit':
-        return this.listAudit(ctx);
-    }
-    const known = ['openapi.json', 'states', 'versions', 'content', 'locks', 'audit'];
-    if (known.includes(collection)) {
-      ctx.res.setHeader('Allow', 'GET, HEAD');
-      throw new StatelockError('METHOD_NOT_ALLOWED', { method: ctx.method, path: `/api/v1/${ctx.tail}`, allowed: 'GET, HEAD' });
+    const handler = this.routes[`${method} ${pattern}`];
+    if (handler) return handler(ctx, keyTail ? parseKeyFromPath(keyTail) : '');
+    const allowed = Object.keys(this.routes)
+      .filter((r) => r.endsWith(` ${pattern}`))
+      .map((r) => r.split(' ')[0]!);
+    if (allowed.length) {
+      if (allowed.includes('GET')) allowed.push('HEAD');
+      ctx.res.setHeader('Allow', allowed.join(', '));
+      throw new StatelockError('METHOD_NOT_ALLOWED', { method: ctx.method, path: `/api/v1/${ctx.tail}`, allowed: allowed.join(', ') });
     }
     throw new StatelockError('NOT_FOUND', { path: `/api/v1/${ctx.tail}` });
   }
@@ -65,6 +68,30 @@ export class ApiDoor {
     sendJson(ctx.res, 200, { key, current: versionJson(current.meta), versions: current.meta.seq, lock: lock ? lockJson(lock) : null });
   }
 
+  private async deleteState(ctx: RequestContext, key: string) {
+    if (!(await this.state.delete(key, ctx.client))) throw new StatelockError('STATE_NOT_FOUND', { key });
+    sendJson(ctx.res, 200, { deleted: key });
+  }
+
+  private async restore(ctx: RequestContext, key: string) {
+    const which = versionParam(ctx, 'seq', 'serial');
+    if (!which) throw new StatelockError('INVALID_QUERY', { name: 'seq', reason: 'give the version to restore as seq=N or serial=N' });
+    const version = await this.state.restore(key, which, ctx.query.get('lockId') || null, ctx.client);
+    sendJson(ctx.res, 200, { restored: versionJson(version) });
+  }
+
+  private async getDiff(ctx: RequestContext, key: string) {
+    const { from, to, diff } = await this.state.diff(key, versionParam(ctx, 'from', 'fromSerial'), versionParam(ctx, 'to', 'toSerial'));
+    sendJson(ctx.res, 200, { key, from: from ? versionJson(from) : null, to: versionJson(to), ...diff });
+  }
+
+  private async forceUnlock(ctx: RequestContext, key: string) {
+    const id = ctx.query.get('id');
+    if (!id) throw new StatelockError('INVALID_QUERY', { name: 'id', reason: "the holder's lock ID is required, as for terraform force-unlock LOCK_ID" });
+    const { previous } = await this.locks.forceUnlock(key, id, ctx.client);
+    sendJson(ctx.res, 200, { unlocked: key, previous: previous ? lockJson(previous) : null });
+  }
+
   private async listVersions(ctx: RequestContext, key: string) {
     const after = intParam(ctx, 'after', 0);
     const page = await this.state.listVersions(key, { after, limit: limitOf(ctx) });
@@ -73,14 +100,9 @@ export class ApiDoor {
   }
 
   private async getContent(ctx: RequestContext, key: string) {
-    const seq = intParam(ctx, 'seq', -1);
-    const serial = intParam(ctx, 'serial', -1);
-    const found =
-      seq >= 0 ? await this.state.readVersion(key, { seq }) : serial >= 0 ? await this.state.readVersion(key, { serial }) : await this.state.read(key);
-    if (!found) {
-      if (seq < 0 && serial < 0) throw new StatelockError('STATE_NOT_FOUND', { key });
-      throw new StatelockError('VERSION_NOT_FOUND', { key, which: seq >= 0 ? `seq ${seq}` : `with serial ${serial}` });
-    }
+    const which = versionParam(ctx, 'seq', 'serial');
+    const found = which ? await this.state.readVersion(key, which) : await this.state.read(key);
+    if (!found) throw which ? new StatelockError('VERSION_NOT_FOUND', { key, which: 'seq' in which ? `seq ${which.seq}` : `with serial ${which.serial}` }) : new StatelockError('STATE_NOT_FOUND', { key });
     send(ctx.res, 200, found.body, 'application/json', {
       'Content-MD5': found.meta.md5,
       'X-Statelock-Seq': String(found.meta.seq),
@@ -123,6 +145,14 @@ function prefixAndAfter(ctx: RequestContext): { prefix?: string; after?: string 
   const prefix = ctx.query.get('prefix');
   const after = ctx.query.get('after');
   return { ...(prefix ? { prefix } : {}), ...(after ? { after } : {}) };
+}
+
+/** A version named by seq (`seqName`) or by serial (`serialName`), or null when neither is given. */
+function versionParam(ctx: RequestContext, seqName: string, serialName: string): { seq: number } | { serial: number } | null {
+  const seq = intParam(ctx, seqName, -1);
+  if (seq >= 0) return { seq };
+  const serial = intParam(ctx, serialName, -1);
+  return serial >= 0 ? { serial } : null;
 }
 
 function limitOf(ctx: RequestContext): number {

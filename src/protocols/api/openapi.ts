@@ -49,6 +49,44 @@ export const OPENAPI_DOCUMENT = {
           '404': errorResponse('No live state at this key'),
         },
       },
+      delete: {
+        operationId: 'deleteState',
+        summary: 'Soft delete: the key leaves reads and listings; every version stays readable and restorable. Refused while locked.',
+        parameters: [keyParam],
+        responses: { '200': ok({ type: 'object', properties: { deleted: { type: 'string' } } }), '404': errorResponse('No live state at this key'), '423': errorResponse('The key is locked') },
+      },
+    },
+    '/api/v1/diff/{key}': {
+      get: {
+        operationId: 'diffVersions',
+        summary: 'Resources (by instance address, with changed attribute names) and outputs added, removed and changed between two versions. Default: the version before `to` → the current one. No values are returned.',
+        parameters: [
+          keyParam,
+          { name: 'from', in: 'query', required: false, description: 'seq', schema: { type: 'integer', minimum: 1 } },
+          { name: 'to', in: 'query', required: false, description: 'seq', schema: { type: 'integer', minimum: 1 } },
+          { name: 'fromSerial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+          { name: 'toSerial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+        ],
+        responses: { '200': ok({ $ref: '#/components/schemas/Diff' }), '404': errorResponse('No such state or version'), '422': errorResponse('An encrypted version cannot be diffed') },
+      },
+    },
+    '/api/v1/restore/{key}': {
+      post: {
+        operationId: 'restoreVersion',
+        summary: 'Roll forward: the content of an old version (seq or serial) becomes a new version with serial = current + 1 and the current lineage. Refused while another holds the lock (pass lockId when you hold it).',
+        parameters: [
+          keyParam,
+          { name: 'seq', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } },
+          { name: 'serial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+          { name: 'lockId', in: 'query', required: false, schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': ok({ type: 'object', properties: { restored: { $ref: '#/components/schemas/Version' } } }),
+          '404': errorResponse('No such version'),
+          '422': errorResponse('An encrypted version cannot be restored server-side'),
+          '423': errorResponse('Locked by someone else'),
+        },
+      },
     },
     '/api/v1/versions/{key}': {
       get: {
@@ -87,6 +125,16 @@ export const OPENAPI_DOCUMENT = {
         summary: 'The lock held on a key.',
         parameters: [keyParam],
         responses: { '200': ok({ $ref: '#/components/schemas/Lock' }), '404': errorResponse('The key is not locked') },
+      },
+      delete: {
+        operationId: 'forceUnlock',
+        summary: "Force-unlock, naming the holder's lock ID as terraform force-unlock LOCK_ID does. Audited.",
+        parameters: [keyParam, { name: 'id', in: 'query', required: true, schema: { type: 'string' } }],
+        responses: {
+          '200': ok({ type: 'object', properties: { unlocked: { type: 'string' }, previous: { $ref: '#/components/schemas/Lock' } } }),
+          '404': errorResponse('The key is not locked'),
+          '409': errorResponse('The ID is not the holder\'s; the body shows the holder'),
+        },
       },
     },
     '/api/v1/audit': {
@@ -152,12 +200,29 @@ export const OPENAPI_DOCUMENT = {
           evidence: { type: 'object' },
         },
       },
+      Diff: {
+        type: 'object',
+        properties: {
+          key: { type: 'string' },
+          from: { oneOf: [{ $ref: '#/components/schemas/Version' }, { type: 'null' }] },
+          to: { $ref: '#/components/schemas/Version' },
+          resources: {
+            type: 'array',
+            items: { type: 'object', properties: { address: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, attributes: { type: 'array', items: { type: 'string' } } } },
+          },
+          outputs: {
+            type: 'array',
+            items: { type: 'object', properties: { name: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, sensitive: { type: 'boolean' } } },
+          },
+          summary: { type: 'object', properties: { added: { type: 'integer' }, removed: { type: 'integer' }, changed: { type: 'integer' } } },
+        },
+      },
       AuditEntry: {
         type: 'object',
         properties: {
           id: { type: 'integer' },
           at: { type: 'string', format: 'date-time' },
-          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete'] },
+          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'] },
           key: { type: 'string' },
           lockId: { type: ['string', 'null'] },
           outcome: { type: 'string', enum: ['ok', 'refused'] },

@@ -1,0 +1,110 @@
+/**
+ * What changed between two versions of a state, by resource instance address and output name.
+ * Values are never included (a state holds secrets; the dashboard and CLI show names only).
+ */
+export interface ResourceChange {
+  /** e.g. `module.net.aws_vpc.main["eu"]`, `aws_s3_object.marker[0]`, `data.aws_caller_identity.me`; deposed objects get ` (deposed <key>)`. */
+  address: string;
+  change: 'added' | 'removed' | 'changed';
+  /** For `changed`: the top-level attribute names whose values differ (and `status` when tainted-ness changed). */
+  attributes?: string[];
+}
+
+export interface OutputChange {
+  name: string;
+  change: 'added' | 'removed' | 'changed';
+  sensitive: boolean;
+}
+
+export interface StateDiff {
+  resources: ResourceChange[];
+  outputs: OutputChange[];
+  summary: { added: number; removed: number; changed: number };
+}
+
+interface InstanceObject {
+  attributes: Record<string, unknown>;
+  status: string | null;
+}
+
+/** Diffs two parsed v4 state documents (`from` null = nothing before). Pure. */
+export function diffStates(from: unknown, to: unknown): StateDiff {
+  const before = instances(from);
+  const after = instances(to);
+  const resources: ResourceChange[] = [];
+  for (const [address, obj] of after) {
+    const old = before.get(address);
+    if (!old) resources.push({ address, change: 'added' });
+    else {
+      const attributes = changedAttributes(old, obj);
+      if (attributes.length) resources.push({ address, change: 'changed', attributes });
+    }
+  }
+  for (const address of before.keys()) if (!after.has(address)) resources.push({ address, change: 'removed' });
+  resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+
+  const outputs: OutputChange[] = [];
+  const outBefore = outputsOf(from);
+  const outAfter = outputsOf(to);
+  for (const [name, o] of outAfter) {
+    const old = outBefore.get(name);
+    const sensitive = o.sensitive === true || old?.sensitive === true;
+    if (!old) outputs.push({ name, change: 'added', sensitive });
+    else if (stable(old.value) !== stable(o.value) || stable(old.type) !== stable(o.type)) outputs.push({ name, change: 'changed', sensitive });
+  }
+  for (const [name, o] of outBefore) if (!outAfter.has(name)) outputs.push({ name, change: 'removed', sensitive: o.sensitive === true });
+  outputs.sort((a, b) => (a.name < b.name ? -1 : 1));
+
+  const count = (c: ResourceChange['change']) => resources.filter((r) => r.change === c).length;
+  return { resources, outputs, summary: { added: count('added'), removed: count('removed'), changed: count('changed') } };
+}
+
+/** Terraform's resource instance address for one entry of `resources[].instances[]`. */
+export function instanceAddress(resource: Record<string, unknown>, instance: Record<string, unknown>): string {
+  const module = typeof resource.module === 'string' && resource.module ? `${resource.module}.` : '';
+  const mode = resource.mode === 'data' ? 'data.' : '';
+  const key = instance.index_key;
+  const index = key === undefined || key === null ? '' : typeof key === 'number' ? `[${key}]` : `[${JSON.stringify(key)}]`;
+  const deposed = typeof instance.deposed === 'string' && instance.deposed ? ` (deposed ${instance.deposed})` : '';
+  return `${module}${mode}${String(resource.type)}.${String(resource.name)}${index}${deposed}`;
+}
+
+function instances(doc: unknown): Map<string, InstanceObject> {
+  const out = new Map<string, InstanceObject>();
+  const resources = (doc as { resources?: unknown } | null)?.resources;
+  if (!Array.isArray(resources)) return out;
+  for (const r of resources as Array<Record<string, unknown>>) {
+    if (!Array.isArray(r.instances)) continue;
+    for (const i of r.instances as Array<Record<string, unknown>>) {
+      const attributes = (i.attributes ?? i.attributes_flat ?? {}) as Record<string, unknown>;
+      out.set(instanceAddress(r, i), { attributes, status: typeof i.status === 'string' ? i.status : null });
+    }
+  }
+  return out;
+}
+
+function changedAttributes(a: InstanceObject, b: InstanceObject): string[] {
+  const names = new Set([...Object.keys(a.attributes), ...Object.keys(b.attributes)]);
+  const changed = [...names].filter((n) => stable(a.attributes[n]) !== stable(b.attributes[n])).sort();
+  if (a.status !== b.status) changed.push('status');
+  return changed;
+}
+
+function outputsOf(doc: unknown): Map<string, { value?: unknown; type?: unknown; sensitive?: unknown }> {
+  const outputs = (doc as { outputs?: unknown } | null)?.outputs;
+  if (typeof outputs !== 'object' || outputs === null) return new Map();
+  return new Map(Object.entries(outputs as Record<string, { value?: unknown; type?: unknown; sensitive?: unknown }>));
+}
+
+/** JSON with object keys sorted, so that key order never counts as a change. */
+function stable(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
