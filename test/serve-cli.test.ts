@@ -137,7 +137,7 @@ describe('statelock (entry point)', () => {
   test('--help exits 0 and prints usage', () => {
     const r = runCli(['--help']);
     assert.equal(r.status, 0, `stderr: ${r.stderr}`);
-    assert.match(r.stdout, /^Usage: statelock <command>/);
+    assert.match(r.stdout, /^Usage: statelock \[--server URL\] \[--token TOKEN\] <command>/);
     assert.match(r.stdout, /\bserve\b/);
     assert.equal(r.stderr, '');
   });
