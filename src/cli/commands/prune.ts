@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { ApiError, keyPath } from '../api-client.js';
 import type { CliContext, Command } from '../command.js';
-import { parseDuration } from '../duration.js';
+import { parseDuration } from '../../shared/duration.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import type { LockView } from '../lock-view.js';
 import { formatAge, paint, table } from '../output.js';
