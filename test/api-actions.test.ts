@@ -81,6 +81,16 @@ describe('JSON API actions', () => {
       // Terraform can keep going from the restored state.
       assert.equal((await rawRequest(url(`/state/${key}`), { method: 'POST', body: stateBody(5, 'L') })).status, 200);
     });
+    test('never reuses a serial: after a forced push took the serial down, restore goes above every serial of the lineage', async () => {
+      const key = await fresh([1, 2, 3]);
+      await rawRequest(url(`/state/${key}`), { method: 'LOCK', body: lockBody('push', 'state-push') });
+      assert.equal((await rawRequest(url(`/state/${key}?ID=push`), { method: 'POST', body: stateBody(1, 'L', { pushed: true }) })).status, 200);
+      await rawRequest(url(`/state/${key}`), { method: 'UNLOCK', body: lockBody('push', 'state-push') });
+      const res = await rawRequest(url(`/api/v1/restore/${key}?seq=2`), { method: 'POST' });
+      const body = res.json<{ restored: { serial: number }; replaced: { seq: number; serial: number } }>();
+      assert.equal(body.restored.serial, 4, 'above serial 3, not current (1) + 1 = 2, which version 2 already has');
+      assert.deepEqual(body.replaced, { seq: 4, serial: 1 });
+    });
     test('refused with 423 while another holds the lock, allowed with lockId', async () => {
       const key = await fresh([1, 2]);
       await rawRequest(url(`/state/${key}`), { method: 'LOCK', body: lockBody('r') });

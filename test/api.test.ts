@@ -113,7 +113,7 @@ describe('JSON API /api/v1', () => {
     assert.equal(locked.text, LOCK_JSON);
     for (const [i, body] of K1_BODIES.entries()) {
       const res = await write(K1, body, LOCK_ID);
-      assert.deepEqual(res, { outcome: 'stored', serial: i + 1, lineage: LINEAGE, version: i + 1 });
+      assert.deepEqual(res, { outcome: 'stored', serial: i + 1, lineage: LINEAGE, version: i + 1, forced: null, overwritten: null });
     }
     // Other keys, one version each, no lock.
     await write(K_PR, stateBody(7, 'lineage-pr-42'));

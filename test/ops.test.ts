@@ -239,7 +239,7 @@ describe('SIGTERM drain', () => {
 
       const { res, text } = await responded;
       assert.equal(res.statusCode, 200, text);
-      assert.deepEqual(JSON.parse(text), { outcome: 'stored', serial: 1, lineage: 'lineage-drain', version: 1 });
+      assert.deepEqual(JSON.parse(text), { outcome: 'stored', serial: 1, lineage: 'lineage-drain', version: 1, forced: null, overwritten: null });
       const exitCode = await stopped!;
       assert.equal(exitCode, 0, `exit code; stderr:\n${server.stderr()}`);
       await closed(server.proc);

@@ -60,7 +60,11 @@ export class ApiClient {
    * One request with full control (any method, e.g. LOCK). Rejects with ApiError on a non-2xx answer;
    * a network failure becomes an Error naming the server.
    */
-  async call(method: string, path: string, opts: { query?: Record<string, string | number | undefined>; body?: Buffer | string; headers?: Record<string, string> } = {}): Promise<Response> {
+  async call(
+    method: string,
+    path: string,
+    opts: { query?: Record<string, string | number | undefined>; body?: Buffer | string | ReadableStream<Uint8Array>; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     let res: Response;
@@ -68,8 +72,8 @@ export class ApiClient {
       res = await fetch(url, {
         method,
         headers: { ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}), ...(opts.body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...opts.headers },
-        ...(opts.body !== undefined ? { body: typeof opts.body === 'string' ? opts.body : new Uint8Array(opts.body) } : {}),
-      });
+        ...bodyInit(opts.body),
+      } as RequestInit);
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new Error(`cannot reach the statelock server at ${this.server}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
@@ -77,6 +81,14 @@ export class ApiClient {
     if (res.ok) return res;
     throw await toApiError(res);
   }
+}
+
+/** A streamed body needs `duplex: 'half'` (the caller sets Content-Length); buffers are sent whole. */
+function bodyInit(body: Buffer | string | ReadableStream<Uint8Array> | undefined): { body?: BodyInit; duplex?: 'half' } {
+  if (body === undefined) return {};
+  if (typeof body === 'string') return { body };
+  if (Buffer.isBuffer(body)) return { body: new Uint8Array(body) };
+  return { body, duplex: 'half' };
 }
 
 async function toApiError(res: Response): Promise<ApiError> {

@@ -1,17 +1,8 @@
+import type { LockJson } from '../protocols/api/representations.js';
 import { formatAge, paint, type Output } from './output.js';
 
-/** A lock as the API returns it (src/protocols/api/representations.ts LockJson). */
-export interface LockView {
-  key: string;
-  info: Record<string, unknown>;
-  acquiredAt: string;
-  ageSeconds: number;
-  lastActivityAt: string;
-  clientAddr: string;
-  userAgent: string;
-  verdict: 'alive' | 'dead' | 'unknown';
-  evidence: Record<string, unknown>;
-}
+/** A lock as the API returns it: the API's own type, imported for its shape only. */
+export type LockView = LockJson;
 
 export function verdictText(o: Output, verdict: LockView['verdict']): string {
   return verdict === 'alive' ? paint(o, 'green', 'alive') : verdict === 'dead' ? paint(o, 'red', 'dead') : paint(o, 'yellow', 'unknown');

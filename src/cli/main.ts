@@ -1,8 +1,20 @@
 import { ApiClient, ApiError } from './api-client.js';
 import type { CliContext, Command } from './command.js';
+import { backendConfigCommand } from './commands/backend-config.js';
+import { backupCommand } from './commands/backup.js';
+import { forceUnlockCommand } from './commands/force-unlock.js';
 import { lockShowCommand } from './commands/lock-show.js';
 import { locksCommand } from './commands/locks.js';
+import { pruneCommand } from './commands/prune.js';
+import { recoverCommand } from './commands/recover.js';
 import { runServe } from './commands/serve.js';
+import { stateDiffCommand } from './commands/state-diff.js';
+import { stateHistoryCommand } from './commands/state-history.js';
+import { stateListCommand } from './commands/state-list.js';
+import { statePullCommand } from './commands/state-pull.js';
+import { statePushCommand } from './commands/state-push.js';
+import { stateRestoreCommand } from './commands/state-restore.js';
+import { stateRmCommand } from './commands/state-rm.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { lockInfoBlock } from './lock-view.js';
 import { createOutput } from './output.js';
@@ -13,6 +25,18 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: (args) => runServe(args), summary: 'Run the state server (SQLite in ./.statelock by default)' },
   locks: { run: locksCommand, summary: 'List every held lock: key, ID, operation, who, age, last activity, verdict' },
   'lock show': { run: lockShowCommand, summary: 'Show one lock entry in full, its age, and what it means' },
+  'force-unlock': { run: forceUnlockCommand, summary: "Release a lock, naming the holder's ID, after a confirmation prompt" },
+  recover: { run: recoverCommand, summary: "The lesson's seven-step recovery of a stuck lock, as one guided flow" },
+  'state list': { run: stateListCommand, summary: 'List states, optionally under a key prefix' },
+  'state pull': { run: statePullCommand, summary: 'Print or save the stored bytes of a state (or of one serial)' },
+  'state push': { run: statePushCommand, summary: 'Upload a state file with the checks of terraform state push' },
+  'state history': { run: stateHistoryCommand, summary: 'List every version of a state, oldest first' },
+  'state rm': { run: stateRmCommand, summary: 'Soft-delete a state (refused while locked; versions stay)' },
+  'state diff': { run: stateDiffCommand, summary: 'Resources and outputs changed between two versions' },
+  'state restore': { run: stateRestoreCommand, summary: 'Roll an old version forward as a new version' },
+  backup: { run: backupCommand, summary: 'Save the current state of a key (or a prefix) to a timestamped file' },
+  prune: { run: pruneCommand, summary: 'Soft-delete old per-PR states under a prefix' },
+  'backend-config': { run: backendConfigCommand, summary: 'Print the backend block for a key, or its per-PR variant' },
 };
 
 function usage(): string {

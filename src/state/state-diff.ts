@@ -1,3 +1,5 @@
+import { stableJson } from '../shared/stable-json.js';
+
 /**
  * What changed between two versions of a state, by resource instance address and output name.
  * Values are never included (a state holds secrets; the dashboard and CLI show names only).
@@ -50,7 +52,7 @@ export function diffStates(from: unknown, to: unknown): StateDiff {
     const old = outBefore.get(name);
     const sensitive = o.sensitive === true || old?.sensitive === true;
     if (!old) outputs.push({ name, change: 'added', sensitive });
-    else if (stable(old.value) !== stable(o.value) || stable(old.type) !== stable(o.type)) outputs.push({ name, change: 'changed', sensitive });
+    else if (stableJson(old.value) !== stableJson(o.value) || stableJson(old.type) !== stableJson(o.type)) outputs.push({ name, change: 'changed', sensitive });
   }
   for (const [name, o] of outBefore) if (!outAfter.has(name)) outputs.push({ name, change: 'removed', sensitive: o.sensitive === true });
   outputs.sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -85,7 +87,7 @@ function instances(doc: unknown): Map<string, InstanceObject> {
 
 function changedAttributes(a: InstanceObject, b: InstanceObject): string[] {
   const names = new Set([...Object.keys(a.attributes), ...Object.keys(b.attributes)]);
-  const changed = [...names].filter((n) => stable(a.attributes[n]) !== stable(b.attributes[n])).sort();
+  const changed = [...names].filter((n) => stableJson(a.attributes[n]) !== stableJson(b.attributes[n])).sort();
   if (a.status !== b.status) changed.push('status');
   return changed;
 }
@@ -94,17 +96,4 @@ function outputsOf(doc: unknown): Map<string, { value?: unknown; type?: unknown;
   const outputs = (doc as { outputs?: unknown } | null)?.outputs;
   if (typeof outputs !== 'object' || outputs === null) return new Map();
   return new Map(Object.entries(outputs as Record<string, { value?: unknown; type?: unknown; sensitive?: unknown }>));
-}
-
-/** JSON with object keys sorted, so that key order never counts as a change. */
-function stable(v: unknown): string {
-  if (v === undefined) return 'undefined';
-  if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
 }

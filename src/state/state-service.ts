@@ -8,7 +8,9 @@ import { rewriteStateHeader } from './state-header-rewrite.js';
 import { diffStates, type StateDiff } from './state-diff.js';
 import { StatelockError } from '../server/errors.js';
 
-export type WriteResult = { outcome: 'stored'; version: VersionMeta } | { outcome: 'unchanged'; version: VersionMeta };
+/** The overwritten version, when a forced write replaced one the rules protect. */
+export type Overwritten = { seq: number; serial: number; lineage: string };
+export type WriteResult = { outcome: 'stored'; version: VersionMeta; overwritten: Overwritten | null } | { outcome: 'unchanged'; version: VersionMeta; overwritten: null };
 
 /** State use cases. Each one is a single {@link Store.update} around a pure rule. */
 export class StateService {
@@ -55,7 +57,7 @@ export class StateService {
           return { error: decision.error, changes: { audit: [audit] } };
         }
         const touch = snap.lock && lockId === snap.lock.id ? { lock: { touch: new Date().toISOString() } } : {};
-        if (decision.kind === 'unchanged') return { result: { outcome: 'unchanged', version: snap.current! }, changes: touch };
+        if (decision.kind === 'unchanged') return { result: { outcome: 'unchanged', version: snap.current!, overwritten: null }, changes: touch };
         const version: VersionMeta = {
           key,
           seq: snap.versionCount + 1,
@@ -69,15 +71,15 @@ export class StateService {
           clientAddr: client.addr,
           forced: decision.forced,
         };
-        const overwritten = decision.forced && snap.current ? { overwritten: { seq: snap.current.seq, serial: snap.current.serial, lineage: snap.current.lineage } } : {};
+        const overwritten: Overwritten | null = decision.forced && snap.current ? { seq: snap.current.seq, serial: snap.current.serial, lineage: snap.current.lineage } : null;
         const audit = {
           ...base,
           action: decision.forced ? ('state.write.forced' as const) : ('state.write' as const),
           outcome: 'ok' as const,
-          detail: { ...base.detail, ...(decision.forced ? { reason: decision.forced, operation: snap.lock?.operation } : {}), ...overwritten },
+          detail: { ...base.detail, ...(decision.forced ? { reason: decision.forced, operation: snap.lock?.operation } : {}), ...(overwritten ? { overwritten } : {}) },
         };
         const { key: _key, ...newVersion } = version;
-        return { result: { outcome: 'stored', version }, changes: { ...touch, newVersion: { ...newVersion, body }, audit: [audit] } };
+        return { result: { outcome: 'stored', version, overwritten }, changes: { ...touch, newVersion: { ...newVersion, body }, audit: [audit] } };
       });
       this.metrics.writes.inc({ result: result.outcome === 'stored' && result.version.forced ? 'forced' : result.outcome });
       return result;
@@ -112,11 +114,16 @@ export class StateService {
    * the next serial and the current lineage; the version it replaces stays. One transaction.
    * @throws StatelockError VERSION_NOT_FOUND, STATE_LOCKED (423), RESTORE_ENCRYPTED (422).
    */
-  async restore(key: string, which: { seq: number } | { serial: number }, lockId: string | null, client: ClientContext): Promise<VersionMeta> {
+  async restore(
+    key: string,
+    which: { seq: number } | { serial: number },
+    lockId: string | null,
+    client: ClientContext,
+  ): Promise<{ version: VersionMeta; replaced: { seq: number; serial: number } | null }> {
     const target = await this.store.readVersion(key, which); // versions are immutable: safe to read first
     if (!target) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(which) });
-    return this.store.update(key, client, (snap): Decision<VersionMeta> => {
-      const decision = decideRestore({ key, current: snap.current, lock: snap.lock, lockId, target: target.meta });
+    return this.store.update(key, client, (snap): Decision<{ version: VersionMeta; replaced: { seq: number; serial: number } | null }> => {
+      const decision = decideRestore({ key, current: snap.current, highestSerial: snap.highestSerial, lock: snap.lock, lockId, target: target.meta });
       if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
       const body = rewriteStateHeader(target.body, decision);
       const version: VersionMeta = {
@@ -134,7 +141,8 @@ export class StateService {
       };
       const { key: _key, ...newVersion } = version;
       const detail = { fromSeq: target.meta.seq, fromSerial: target.meta.serial, serial: decision.serial, lineage: decision.lineage, replacedSeq: snap.current?.seq ?? null };
-      return { result: version, changes: { newVersion: { ...newVersion, body }, audit: [{ action: 'state.restore', key, lockId: version.lockId, outcome: 'ok', detail }] } };
+      const replaced = snap.current ? { seq: snap.current.seq, serial: snap.current.serial } : null;
+      return { result: { version, replaced }, changes: { newVersion: { ...newVersion, body }, audit: [{ action: 'state.restore', key, lockId: version.lockId, outcome: 'ok', detail }] } };
     });
   }
 

@@ -44,6 +44,8 @@ export interface KeySnapshot {
   lock: LockRecord | null;
   /** How many versions the key has ever had (deleted keys keep theirs): the next version's seq is this + 1. */
   versionCount: number;
+  /** The highest serial among the key's versions with the current lineage (0 without a current version). */
+  highestSerial: number;
 }
 
 export interface NewVersion extends Omit<VersionMeta, 'key'> {

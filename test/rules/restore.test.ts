@@ -7,18 +7,21 @@ describe('decideRestore', () => {
   const target = { seq: 2, serial: 3, lineage: 'L', encrypted: false };
   const lock = { id: 'H', operation: 'OperationTypeApply', who: 'a@h', created: null, raw: '{"ID":"H"}' };
   test('rolls forward: current serial + 1 with the current lineage', () => {
-    assert.deepEqual(decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, lock: null, lockId: null, target }), { kind: 'store', serial: 10, lineage: 'M' });
+    assert.deepEqual(decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, highestSerial: 9, lock: null, lockId: null, target }), { kind: 'store', serial: 10, lineage: 'M' });
+  });
+  test('never reuses a serial: after a forced push took the serial down, restore goes above the highest', () => {
+    assert.deepEqual(decideRestore({ key: 'k', current: { serial: 1, lineage: 'M' }, highestSerial: 3, lock: null, lockId: null, target }), { kind: 'store', serial: 4, lineage: 'M' });
   });
   test('on an empty or deleted key the old version keeps its own serial and lineage', () => {
-    assert.deepEqual(decideRestore({ key: 'k', current: null, lock: null, lockId: null, target }), { kind: 'store', serial: 3, lineage: 'L' });
+    assert.deepEqual(decideRestore({ key: 'k', current: null, highestSerial: 0, lock: null, lockId: null, target }), { kind: 'store', serial: 3, lineage: 'L' });
   });
   test('refused while someone else holds the lock; allowed for the holder', () => {
-    const r = decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, lock, lockId: null, target });
+    const r = decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, highestSerial: 9, lock, lockId: null, target });
     assert.equal(r.kind === 'refuse' && r.error.status, 423);
-    assert.equal(decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, lock, lockId: 'H', target }).kind, 'store');
+    assert.equal(decideRestore({ key: 'k', current: { serial: 9, lineage: 'M' }, highestSerial: 9, lock, lockId: 'H', target }).kind, 'store');
   });
   test('refuses encrypted versions with 422', () => {
-    const r = decideRestore({ key: 'k', current: null, lock: null, lockId: null, target: { ...target, encrypted: true } });
+    const r = decideRestore({ key: 'k', current: null, highestSerial: 0, lock: null, lockId: null, target: { ...target, encrypted: true } });
     assert.equal(r.kind === 'refuse' && r.error.code, 'RESTORE_ENCRYPTED');
   });
 });

@@ -76,8 +76,8 @@ export class ApiDoor {
   private async restore(ctx: RequestContext, key: string) {
     const which = versionParam(ctx, 'seq', 'serial');
     if (!which) throw new StatelockError('INVALID_QUERY', { name: 'seq', reason: 'give the version to restore as seq=N or serial=N' });
-    const version = await this.state.restore(key, which, ctx.query.get('lockId') || null, ctx.client);
-    sendJson(ctx.res, 200, { restored: versionJson(version) });
+    const { version, replaced } = await this.state.restore(key, which, ctx.query.get('lockId') || null, ctx.client);
+    sendJson(ctx.res, 200, { restored: versionJson(version), replaced });
   }
 
   private async getDiff(ctx: RequestContext, key: string) {

@@ -81,7 +81,13 @@ export const OPENAPI_DOCUMENT = {
           { name: 'lockId', in: 'query', required: false, schema: { type: 'string' } },
         ],
         responses: {
-          '200': ok({ type: 'object', properties: { restored: { $ref: '#/components/schemas/Version' } } }),
+          '200': ok({
+            type: 'object',
+            properties: {
+              restored: { $ref: '#/components/schemas/Version' },
+              replaced: { description: 'The version that was current before (kept)', oneOf: [{ type: 'object', properties: { seq: { type: 'integer' }, serial: { type: 'integer' } } }, { type: 'null' }] },
+            },
+          }),
           '404': errorResponse('No such version'),
           '422': errorResponse('An encrypted version cannot be restored server-side'),
           '423': errorResponse('Locked by someone else'),

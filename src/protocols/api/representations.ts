@@ -47,7 +47,18 @@ export function versionJson({ key: _key, ...rest }: VersionMeta): VersionJson {
   return rest;
 }
 
-export function stateSummaryJson(s: StateSummary) {
+/** A state in a listing. */
+export interface StateSummaryJson {
+  key: string;
+  serial: number;
+  lineage: string;
+  size: number;
+  updatedAt: string;
+  versions: number;
+  locked: boolean;
+}
+
+export function stateSummaryJson(s: StateSummary): StateSummaryJson {
   return { key: s.key, serial: s.current.serial, lineage: s.current.lineage, size: s.current.size, updatedAt: s.current.createdAt, versions: s.versionCount, locked: s.locked };
 }
 

@@ -30,8 +30,8 @@ export class HttpBackendDoor {
       case 'POST':
       case 'PUT': {
         const lockId = ctx.query.get('ID') || null;
-        const { outcome, version } = await this.state.write(key, await ctx.body(), lockId, ctx.client);
-        sendJson(ctx.res, 200, { outcome, serial: version.serial, lineage: version.lineage, version: version.seq });
+        const { outcome, version, overwritten } = await this.state.write(key, await ctx.body(), lockId, ctx.client);
+        sendJson(ctx.res, 200, { outcome, serial: version.serial, lineage: version.lineage, version: version.seq, forced: version.forced, overwritten });
         return;
       }
       case 'DELETE':

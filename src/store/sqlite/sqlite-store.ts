@@ -60,6 +60,7 @@ export class SqliteStore implements Store {
       ),
       versions: db.prepare(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`),
       stateRow: db.prepare('SELECT version_count FROM states WHERE key = ?'),
+      highestSerial: db.prepare('SELECT max(serial) AS s FROM versions WHERE key = ? AND lineage = ?'),
       insertVersion: db.prepare(
         `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, body)
          VALUES (@key, @seq, @serial, @lineage, @md5, @sha256, @size, @encrypted, @createdAt, @lockId, @operation, @clientAddr, @forced, @body)`,
@@ -87,9 +88,11 @@ export class SqliteStore implements Store {
 
   async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>): Promise<T> {
     const run = this.db.transaction((): Decision<T> => {
+      const current = mapVersion(this.stmt.current.get(key) as Row | undefined);
       const snapshot: KeySnapshot = {
         key,
-        current: mapVersion(this.stmt.current.get(key) as Row | undefined),
+        current,
+        highestSerial: current ? ((this.stmt.highestSerial.get(key, current.lineage) as { s: number | null }).s ?? 0) : 0,
         lock: mapLock(this.stmt.lock.get(key) as Row | undefined),
         versionCount: ((this.stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0,
       };
