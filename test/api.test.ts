@@ -473,12 +473,14 @@ describe('JSON API /api/v1', () => {
       // and must not be unknown routes (NOT_FOUND) or wrong methods (405).
       for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
         for (const method of Object.keys(ops)) {
-          if (method === 'get') {
+          const params = ((ops[method] as { parameters?: Array<{ name: string; in: string; required?: boolean }> }).parameters ?? []);
+          const needsMore = params.some((p) => p.required && p.name !== 'key');
+          if (method === 'get' && !needsMore) {
             const concrete = path.replace('{key}', K1);
             const probe = await rawRequest(`${server.url}${concrete}`);
             assert.equal(probe.status, 200, `GET ${concrete} answers ${probe.status}: ${probe.text.slice(0, 200)}`);
           } else {
-            const concrete = path.replace('{key}', 'no/such/key');
+            const concrete = path.replace('{key}', 'no/such/key').replace('{id}', 'no-such-id');
             const probe = await rawRequest(`${server.url}${concrete}?id=x&seq=1`, { method: method.toUpperCase() });
             assert.notEqual(probe.status, 405, `${method} ${concrete}: ${probe.text}`);
             assert.notEqual(probe.json<{ error: { code: string } }>().error.code, 'NOT_FOUND', `${method} ${concrete} is not routed`);

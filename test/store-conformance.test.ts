@@ -18,7 +18,7 @@ function version(seq: number, serial: number, lineage = 'L', body = `{"serial":$
 
 function lockRecord(key: string, id: string): LockRecord {
   const now = new Date().toISOString();
-  return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua' };
+  return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua', sessionId: null };
 }
 
 /** Appends the next version of `key` through update, as the state service does. */

@@ -3,6 +3,7 @@ export type AuditAction =
   | 'lock.acquire'
   | 'lock.release'
   | 'lock.force-unlock'
+  | 'lock.auto-release'
   | 'state.write'
   | 'state.write.forced'
   | 'state.write.refused'

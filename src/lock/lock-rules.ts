@@ -1,5 +1,6 @@
 import { StatelockError, type ErrorCode } from '../server/errors.js';
 import type { LockInfo } from './lock-info.js';
+import type { Verdict } from './liveness.js';
 
 /** What the rules need to know about the lock currently held on a key. */
 export interface HeldLock {
@@ -35,6 +36,8 @@ export function decideLock(key: string, current: HeldLock | null, request: LockI
 export interface UnlockRequest {
   id: string | null;
   force: boolean;
+  /** The operator insists on force-unlocking a holder judged alive (audited). */
+  evenIfAlive?: boolean;
 }
 
 export type UnlockDecision =
@@ -43,17 +46,31 @@ export type UnlockDecision =
   | { kind: 'already-free' }
   | { kind: 'refuse'; error: StatelockError };
 
-/** May `request` release the lock on `key`? Pure; runs inside the store transaction. */
-export function decideUnlock(key: string, current: HeldLock | null, request: UnlockRequest): UnlockDecision {
+/**
+ * May `request` release the lock on `key`? Pure; runs inside the store transaction.
+ * A force-unlock (any release not by the holder itself) is refused while the holder is judged alive,
+ * unless the caller overrides: a live apply must not be unlocked from under it.
+ */
+export function decideUnlock(key: string, current: HeldLock | null, request: UnlockRequest, liveness: { verdict: Verdict; reason: string } = { verdict: 'unknown', reason: '' }): UnlockDecision {
   if (!current) return { kind: 'already-free' };
-  if (request.id === null) return { kind: 'release', forced: true };
+  const forcedWhileAlive = () =>
+    liveness.verdict === 'alive' && !request.evenIfAlive
+      ? ({ kind: 'refuse', error: new StatelockError('HOLDER_ALIVE', { key, evidence: liveness.reason }, current.raw) } as const)
+      : null;
+  if (request.id === null) return forcedWhileAlive() ?? { kind: 'release', forced: true };
   if (request.id !== current.id) {
     return {
       kind: 'refuse',
       error: new StatelockError('LOCK_ID_MISMATCH', { given: request.id, key, holder: current.id }, current.raw),
     };
   }
-  return { kind: 'release', forced: request.force };
+  if (request.force) return forcedWhileAlive() ?? { kind: 'release', forced: true };
+  return { kind: 'release', forced: false };
+}
+
+/** Should a lock whose holder has been dead for a while be released by the server itself (`serve --release-dead-after`)? */
+export function decideAutoRelease(judgement: { verdict: Verdict; deadSince: string | null }, nowMs: number, afterMs: number): boolean {
+  return judgement.verdict === 'dead' && judgement.deadSince !== null && nowMs - Date.parse(judgement.deadSince) >= afterMs;
 }
 
 /** The refusal for a request blocked by `holder`: it carries the holder's body verbatim. */

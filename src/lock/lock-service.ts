@@ -2,56 +2,135 @@ import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import { StatelockError } from '../server/errors.js';
 import type { Decision, LockRecord, Store } from '../store/store.js';
-import { isZeroValuedLockInfo, parseLockInfo } from './lock-info.js';
-import { decideLock, decideUnlock, type UnlockRequest } from './lock-rules.js';
+import { isZeroValuedLockInfo, parseLockInfo, type LockInfo } from './lock-info.js';
+import { decideAutoRelease, decideLock, decideUnlock, type UnlockRequest } from './lock-rules.js';
+import { LockWaiters } from './lock-waiters.js';
+import { judgeLiveness, type LivenessJudgement } from './liveness.js';
 
 export type LockResult = { outcome: 'acquired' | 'reacquired'; lock: LockRecord };
 export type UnlockResult = { outcome: 'released' | 'forced' | 'already-free'; previous: LockRecord | null };
 
+export interface LockOptions {
+  /** Bind the lock to this `statelock run` session (its lease proves the holder alive). */
+  sessionId?: string | null;
+  /** Server-side wait: hold the request until the lock is granted or this many ms pass. */
+  waitMs?: number;
+  /** Aborted when the client goes away while waiting. */
+  signal?: AbortSignal;
+}
+
+/** The liveness verdict of a held lock, from the evidence the store keeps (see liveness.ts). */
+export function judgeLock(lock: LockRecord, nowMs = Date.now()): LivenessJudgement {
+  const s = lock.session ?? null;
+  return judgeLiveness(
+    {
+      lastActivityAt: lock.lastActivityAt,
+      session: s && { id: s.id, expiresAt: s.expiresAt, lastHeartbeatAt: s.lastHeartbeatAt, endedAt: s.endedAt, endReason: s.endReason, ci: s.ci },
+    },
+    nowMs,
+  );
+}
+
 /** Lock use cases. Each one is a single {@link Store.update} around a pure rule. */
 export class LockService {
+  readonly waiters = new LockWaiters();
+
   constructor(
     private readonly store: Store,
     private readonly metrics: Metrics,
   ) {}
 
   /**
-   * Takes the lock on `key` with the client's lock-info body, or fails at once with the holder.
-   * The same ID asking again succeeds (a retried LOCK) and counts as activity.
-   * @throws StatelockError INVALID_LOCK_INFO (400), STATE_LOCKED (423, carrying the holder's body).
+   * Takes the lock on `key` with the client's lock-info body, or fails with the holder — at once, or
+   * after waiting in line up to `waitMs`. The same ID asking again succeeds (a retried LOCK).
+   * @throws StatelockError INVALID_LOCK_INFO (400), SESSION_NOT_FOUND (404), SESSION_ENDED (409),
+   *   STATE_LOCKED (423, carrying the holder's body).
    */
-  async lock(key: string, body: Buffer, client: ClientContext): Promise<LockResult> {
+  async lock(key: string, body: Buffer, client: ClientContext, opts: LockOptions = {}): Promise<LockResult> {
     const info = parseLockInfo(body);
+    const sessionId = opts.sessionId ?? null;
+    if (sessionId) {
+      const session = await this.store.getSession(sessionId);
+      if (!session) throw new StatelockError('SESSION_NOT_FOUND', { session: sessionId });
+      if (session.endedAt) throw new StatelockError('SESSION_ENDED', { session: sessionId, reason: session.endReason ?? 'ended' });
+    }
+    const started = Date.now();
     try {
-      const result = await this.store.update(key, client, (snap): Decision<LockResult> => {
-        const decision = decideLock(key, snap.lock, info);
-        const now = new Date().toISOString();
-        if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
-        if (decision.kind === 'reacquire') {
-          return { result: { outcome: 'reacquired', lock: { ...snap.lock!, lastActivityAt: now } }, changes: { lock: { touch: now } } };
-        }
-        const { raw, ...fields } = info;
-        const lock: LockRecord = { key, ...fields, raw, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: client.userAgent };
-        return {
-          result: { outcome: 'acquired', lock },
-          changes: {
-            lock: { set: lock },
-            audit: [{ action: 'lock.acquire', key, lockId: info.id, outcome: 'ok', detail: { operation: info.operation, who: info.who, version: info.version, created: info.created } }],
-          },
-        };
-      });
+      const result = await this.tryLock(key, info, client, sessionId);
       this.metrics.lockAttempts.inc({ result: result.outcome });
       return result;
     } catch (err) {
-      if (err instanceof StatelockError && err.status === 423) this.metrics.lockAttempts.inc({ result: 'refused' });
-      throw err;
+      if (!(err instanceof StatelockError && err.code === 'STATE_LOCKED') || !opts.waitMs || opts.waitMs <= 0) {
+        if (err instanceof StatelockError && err.status === 423) this.metrics.lockAttempts.inc({ result: 'refused' });
+        throw err;
+      }
+      const result = await this.waitInLine(key, info, client, sessionId, opts.waitMs, err, opts.signal);
+      this.metrics.lockWaitSeconds.observe((Date.now() - started) / 1000);
+      this.metrics.lockAttempts.inc({ result: 'acquired_after_wait' });
+      return result;
     }
+  }
+
+  private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null): Promise<LockResult> {
+    return this.store.update(key, client, (snap): Decision<LockResult> => {
+      const decision = decideLock(key, snap.lock, info);
+      const now = new Date().toISOString();
+      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+      if (decision.kind === 'reacquire') {
+        return { result: { outcome: 'reacquired', lock: { ...snap.lock!, lastActivityAt: now } }, changes: { lock: { touch: now } } };
+      }
+      const { raw, ...fields } = info;
+      const lock: LockRecord = { key, ...fields, raw, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: client.userAgent, sessionId };
+      const detail = { operation: info.operation, who: info.who, version: info.version, created: info.created, ...(sessionId ? { session: sessionId } : {}) };
+      return { result: { outcome: 'acquired', lock }, changes: { lock: { set: lock }, audit: [{ action: 'lock.acquire', key, lockId: info.id, outcome: 'ok', detail }] } };
+    });
+  }
+
+  private waitInLine(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, waitMs: number, refusal: StatelockError, signal?: AbortSignal): Promise<LockResult> {
+    return new Promise<LockResult>((resolve, reject) => {
+      let last = refusal;
+      let done = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        dequeue();
+        signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const dequeue = this.waiters.enqueue(key, {
+        attempt: async () => {
+          if (done) return true;
+          try {
+            const result = await this.tryLock(key, info, client, sessionId);
+            finish(() => resolve(result));
+            return true;
+          } catch (err) {
+            if (err instanceof StatelockError && err.code === 'STATE_LOCKED') {
+              last = err;
+              return false;
+            }
+            finish(() => reject(err));
+            return true;
+          }
+        },
+      });
+      const timer = setTimeout(() => {
+        this.metrics.lockAttempts.inc({ result: 'refused_after_wait' });
+        finish(() => reject(last));
+      }, waitMs);
+      const onAbort = () => finish(() => reject(last));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // The lock may have been released between the refusal and joining the line.
+      void this.waiters.wake(key);
+    });
   }
 
   /**
    * Releases the lock on `key` as the http backend asks: an empty body is Terraform's force-unlock;
    * a body's ID must be the holder's. Releasing a free lock succeeds.
-   * @throws StatelockError INVALID_LOCK_INFO (400), LOCK_ID_MISMATCH (409, carrying the holder's body).
+   * @throws StatelockError INVALID_LOCK_INFO (400), LOCK_ID_MISMATCH (409, with the holder),
+   *   HOLDER_ALIVE (409: a force-unlock while the holder's lease is current).
    */
   unlockFromBody(key: string, body: Buffer, client: ClientContext): Promise<UnlockResult> {
     if (body.toString('utf8').trim() === '') return this.unlock(key, { id: null, force: true }, client, 'empty UNLOCK body (terraform force-unlock)');
@@ -62,10 +141,11 @@ export class LockService {
 
   /**
    * The API's force-unlock: the caller names the holder's ID, as `terraform force-unlock LOCK_ID` does.
-   * @throws StatelockError LOCK_NOT_FOUND (nothing to unlock), LOCK_ID_MISMATCH (409, with the holder).
+   * @throws StatelockError LOCK_NOT_FOUND, LOCK_ID_MISMATCH (409, with the holder), HOLDER_ALIVE (409).
    */
-  async forceUnlock(key: string, id: string, client: ClientContext): Promise<UnlockResult> {
-    const result = await this.unlock(key, { id, force: true }, client, 'force-unlock through the API');
+  async forceUnlock(key: string, id: string, client: ClientContext, opts: { evenIfAlive?: boolean } = {}): Promise<UnlockResult> {
+    const how = opts.evenIfAlive ? 'force-unlock through the API, overriding an alive verdict' : 'force-unlock through the API';
+    const result = await this.unlock(key, { id, force: true, evenIfAlive: opts.evenIfAlive ?? false }, client, how);
     if (result.outcome === 'already-free') throw new StatelockError('LOCK_NOT_FOUND', { key });
     return result;
   }
@@ -73,36 +153,79 @@ export class LockService {
   private async unlock(key: string, request: UnlockRequest, client: ClientContext, how: string): Promise<UnlockResult> {
     try {
       const result = await this.store.update(key, client, (snap): Decision<UnlockResult> => {
-        const decision = decideUnlock(key, snap.lock, request);
+        const judgement = snap.lock ? judgeLock(snap.lock) : null;
+        const decision = decideUnlock(key, snap.lock, request, judgement ? { verdict: judgement.verdict, reason: String(judgement.evidence.reason) } : undefined);
         if (decision.kind === 'refuse') {
-          const detail = { how, code: decision.error.code, holder: snap.lock?.id };
-          const action = request.force ? ('lock.force-unlock' as const) : ('lock.release' as const);
+          const detail = { how, code: decision.error.code, holder: snap.lock?.id, verdict: judgement?.verdict };
+          const action = request.force || request.id === null ? ('lock.force-unlock' as const) : ('lock.release' as const);
           return { error: decision.error, changes: { audit: [{ action, key, lockId: request.id, outcome: 'refused', detail }] } };
         }
         if (decision.kind === 'already-free') return { result: { outcome: 'already-free', previous: null }, changes: {} };
         const held = snap.lock!;
-        const heldFor = Math.round((Date.now() - Date.parse(held.acquiredAt)) / 1000);
+        const detail = { how, verdict: judgement?.verdict, ...(request.evenIfAlive ? { evenIfAlive: true } : {}), ...heldDetail(held) };
         return {
           result: { outcome: decision.forced ? 'forced' : 'released', previous: held },
-          changes: {
-            lock: { clear: true },
-            audit: [
-              {
-                action: decision.forced ? 'lock.force-unlock' : 'lock.release',
-                key,
-                lockId: held.id,
-                outcome: 'ok',
-                detail: { how, operation: held.operation, who: held.who, acquiredAt: held.acquiredAt, lastActivityAt: held.lastActivityAt, heldSeconds: heldFor },
-              },
-            ],
-          },
+          changes: { lock: { clear: true }, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
         };
       });
       this.metrics.unlocks.inc({ result: result.outcome.replace('-', '_') });
+      if (result.outcome !== 'already-free') void this.waiters.wake(key);
       return result;
     } catch (err) {
       if (err instanceof StatelockError && err.status === 409) this.metrics.unlocks.inc({ result: 'refused' });
       throw err;
+    }
+  }
+
+  /**
+   * The wrapper reports that its command exited: the session ends and, if it still holds its lock, the
+   * lock is released in the same transaction — the holder is known dead. Idempotent.
+   */
+  async endSession(sessionId: string, reason: string, client: ClientContext): Promise<{ released: LockRecord | null }> {
+    const session = await this.store.getSession(sessionId);
+    if (!session) throw new StatelockError('SESSION_NOT_FOUND', { session: sessionId });
+    const released = await this.store.update(session.key, client, (snap): Decision<LockRecord | null> => {
+      const endSession = { id: sessionId, reason };
+      if (snap.lock?.sessionId !== sessionId) return { result: null, changes: { endSession } };
+      const how = `session ended: ${reason}`;
+      return {
+        result: snap.lock,
+        changes: { endSession, lock: { clear: true }, audit: [{ action: 'lock.release', key: session.key, lockId: snap.lock.id, outcome: 'ok', detail: { how, session: sessionId, ...heldDetail(snap.lock) } }] },
+      };
+    });
+    if (released) {
+      this.metrics.unlocks.inc({ result: 'session_ended' });
+      void this.waiters.wake(session.key);
+    }
+    return { released };
+  }
+
+  /**
+   * `serve --release-dead-after`: releases every lock whose verdict has been `dead` for at least
+   * `afterMs`, re-judging each inside its transaction. Returns how many were released.
+   */
+  async releaseDead(afterMs: number, client: ClientContext): Promise<number> {
+    let released = 0;
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.listLocks({ limit: 500, ...(after ? { after } : {}) });
+      for (const candidate of page.items) {
+        if (!decideAutoRelease(judgeLock(candidate), Date.now(), afterMs)) continue;
+        const done = await this.store.update(candidate.key, client, (snap): Decision<boolean> => {
+          if (!snap.lock || snap.lock.id !== candidate.id) return { result: false, changes: {} };
+          const judgement = judgeLock(snap.lock);
+          if (!decideAutoRelease(judgement, Date.now(), afterMs)) return { result: false, changes: {} };
+          const detail = { how: `released automatically: dead for ${Math.round(afterMs / 1000)}s or more`, evidence: judgement.evidence, ...heldDetail(snap.lock) };
+          return { result: true, changes: { lock: { clear: true }, audit: [{ action: 'lock.auto-release', key: candidate.key, lockId: snap.lock.id, outcome: 'ok', detail }] } };
+        });
+        if (done) {
+          released++;
+          this.metrics.autoReleases.inc();
+          void this.waiters.wake(candidate.key);
+        }
+      }
+      if (!page.next) return released;
+      after = page.next;
     }
   }
 
@@ -117,4 +240,15 @@ export class LockService {
   count() {
     return this.store.countLocks();
   }
+}
+
+function heldDetail(held: LockRecord) {
+  return {
+    operation: held.operation,
+    who: held.who,
+    acquiredAt: held.acquiredAt,
+    lastActivityAt: held.lastActivityAt,
+    heldSeconds: Math.round((Date.now() - Date.parse(held.acquiredAt)) / 1000),
+    ...(held.sessionId ? { session: held.sessionId } : {}),
+  };
 }

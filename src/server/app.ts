@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AuditService } from '../audit/audit-service.js';
-import { LockService } from '../lock/lock-service.js';
+import { judgeLock, LockService } from '../lock/lock-service.js';
+import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
 import { StateService } from '../state/state-service.js';
@@ -39,8 +40,47 @@ export async function startApp(config: ServerConfig): Promise<App> {
   const state = new StateService(store, metrics);
   const locks = new LockService(store, metrics);
   metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => locks.count()));
+  metrics.addGauge(
+    new Gauge('statelock_locks_by_verdict', 'Held locks by liveness verdict.', async () => {
+      const counts = { alive: 0, dead: 0, unknown: 0 };
+      for (const l of await allLocks()) counts[judgeLock(l).verdict]++;
+      return Object.entries(counts).map(([verdict, value]) => ({ labels: { verdict }, value }));
+    }),
+  );
+  metrics.addGauge(
+    new Gauge('statelock_lock_age_seconds_max', 'Age of the oldest held lock (0 when none).', async () => {
+      const now = Date.now();
+      return Math.max(0, ...(await allLocks()).map((l) => Math.round((now - Date.parse(l.acquiredAt)) / 1000)));
+    }),
+  );
+  metrics.addGauge(new Gauge('statelock_lock_waiters', 'LOCK requests waiting in line (?wait=).', async () => locks.waiters.total()));
+  const allLocks = async () => {
+    const out = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await locks.list({ limit: 1000, ...(after ? { after } : {}) });
+      out.push(...page.items);
+      if (!page.next) return out;
+      after = page.next;
+    }
+  };
   const httpBackend = new HttpBackendDoor(state, locks);
-  const api = new ApiDoor(state, locks, new AuditService(store));
+  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store));
+
+  // serve --release-dead-after: the server itself releases locks whose holder is proven dead.
+  const sweeper =
+    config.releaseDeadAfterMs === null
+      ? null
+      : setInterval(
+          () => {
+            locks
+              .releaseDead(config.releaseDeadAfterMs!, { addr: 'statelock', userAgent: 'release-dead-after', principal: null })
+              .then((n) => n > 0 && logger.info('released dead locks', { count: n }))
+              .catch((err: unknown) => logger.error('releasing dead locks failed', { error: String(err) }));
+          },
+          Math.max(100, Math.min(config.releaseDeadAfterMs / 2, 1000)),
+        );
+  sweeper?.unref();
   let draining = false;
   let inFlight = 0;
 
@@ -112,6 +152,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
   const close = () =>
     (closing ??= (async () => {
       draining = true;
+      if (sweeper) clearInterval(sweeper);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = Date.now() + config.drainMs;

@@ -10,6 +10,8 @@ export interface ServerConfig {
   maxBodyBytes: number;
   /** How long SIGTERM waits for in-flight requests before closing connections. */
   drainMs: number;
+  /** Release locks whose holder has been judged dead this long (ms); null: never (the default). */
+  releaseDeadAfterMs: number | null;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'dataDir'> = {
@@ -18,4 +20,5 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir'> = {
   logLevel: 'info',
   maxBodyBytes: 512 * 1024 * 1024,
   drainMs: 10_000,
+  releaseDeadAfterMs: null,
 };

@@ -47,10 +47,13 @@ export class Histogram {
   }
 }
 
+/** A gauge read at scrape time: one value, or one sample per label set. */
 export class Gauge {
-  constructor(readonly name: string, readonly help: string, private readonly read: () => Promise<number>) {}
+  constructor(readonly name: string, readonly help: string, private readonly read: () => Promise<number | Array<{ labels: Labels; value: number }>>) {}
   async render(): Promise<string> {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${await this.read()}`].join('\n');
+    const value = await this.read();
+    const samples = typeof value === 'number' ? [{ labels: {}, value }] : value;
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, ...samples.map((s) => `${this.name}${labelText(s.labels)} ${s.value}`)].join('\n');
   }
 }
 
@@ -62,9 +65,11 @@ export class Metrics {
     'Time to answer an HTTP request.',
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   );
-  readonly lockAttempts = new Counter('statelock_lock_attempts_total', 'LOCK requests by result: acquired, reacquired (retry by the holder), refused.');
-  readonly unlocks = new Counter('statelock_unlocks_total', 'Unlock requests by result: released, forced, already_free, refused.');
-  readonly writes = new Counter('statelock_state_writes_total', 'State writes by result: stored, forced, unchanged, refused.');
+  readonly lockAttempts = new Counter('statelock_lock_attempts_total', 'LOCK requests by result: acquired, reacquired (retry by the holder), refused, acquired_after_wait, refused_after_wait.');
+  readonly unlocks = new Counter('statelock_unlocks_total', 'Unlocks by result: released (by the holder), forced (force-unlocks), session_ended (the wrapper reported its command exited), already_free, refused.');
+  readonly writes = new Counter('statelock_state_writes_total', 'State writes by result: stored, forced, unchanged, refused, fenced (a released lock ID: kept as a rejected write).');
+  readonly lockWaitSeconds = new Histogram('statelock_lock_wait_seconds', 'Time LOCK requests with ?wait= spent in line before the lock was granted.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300]);
+  readonly autoReleases = new Counter('statelock_lock_auto_releases_total', 'Locks released by the server because their holder was dead for --release-dead-after.');
   private readonly gauges: Gauge[] = [];
 
   addGauge(gauge: Gauge): void {
@@ -72,7 +77,7 @@ export class Metrics {
   }
 
   async render(): Promise<string> {
-    const parts = [this.requests, this.requestSeconds, this.lockAttempts, this.unlocks, this.writes].map((m) => m.render());
+    const parts = [this.requests, this.requestSeconds, this.lockAttempts, this.unlocks, this.writes, this.lockWaitSeconds, this.autoReleases].map((m) => m.render());
     for (const g of this.gauges) parts.push(await g.render());
     return parts.join('\n') + '\n';
   }

@@ -34,6 +34,15 @@ export class StateService {
     return this.store.listVersions(key, page);
   }
 
+  /** Writes refused by fencing, kept with their bodies. */
+  listRejected(key: string, page: { after?: number; limit: number }) {
+    return this.store.listRejected(key, page);
+  }
+
+  readRejected(key: string, id: number) {
+    return this.store.readRejected(key, id);
+  }
+
   /** Live states by key prefix. */
   list(query: { prefix?: string; after?: string; limit: number }) {
     return this.store.listStates(query);
@@ -50,11 +59,16 @@ export class StateService {
     const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
     try {
       const result = await this.store.update(key, client, (snap: KeySnapshot): Decision<WriteResult> => {
-        const decision = decideWrite({ key, current: snap.current, incoming, lock: snap.lock, lockId });
+        const decision = decideWrite({ key, current: snap.current, incoming, lock: snap.lock, lockId, lockIdReleased: snap.probedLockIdReleased });
         const base = { key, lockId, detail: { serial: header.serial, lineage: header.lineage, size: sums.size } };
         if (decision.kind === 'refuse') {
           const audit = { ...base, action: 'state.write.refused' as const, outcome: 'refused' as const, detail: { ...base.detail, code: decision.error.code, reason: decision.error.message } };
-          return { error: decision.error, changes: { audit: [audit] } };
+          // A fenced write is the work of a holder that lost its lock: keep it, never lose it silently.
+          const rejectedWrite =
+            decision.error.code === 'LOCK_FENCED' && lockId
+              ? { rejectedWrite: { lockId, serial: header.serial, lineage: header.lineage, size: sums.size, sha256: sums.sha256, reason: decision.error.message, clientAddr: client.addr, body } }
+              : {};
+          return { error: decision.error, changes: { audit: [audit], ...rejectedWrite } };
         }
         const touch = snap.lock && lockId === snap.lock.id ? { lock: { touch: new Date().toISOString() } } : {};
         if (decision.kind === 'unchanged') return { result: { outcome: 'unchanged', version: snap.current!, overwritten: null }, changes: touch };
@@ -80,11 +94,11 @@ export class StateService {
         };
         const { key: _key, ...newVersion } = version;
         return { result: { outcome: 'stored', version, overwritten }, changes: { ...touch, newVersion: { ...newVersion, body }, audit: [audit] } };
-      });
+      }, { probeLockId: lockId });
       this.metrics.writes.inc({ result: result.outcome === 'stored' && result.version.forced ? 'forced' : result.outcome });
       return result;
     } catch (err) {
-      if (err instanceof StatelockError) this.metrics.writes.inc({ result: 'refused' });
+      if (err instanceof StatelockError) this.metrics.writes.inc({ result: err.code === 'LOCK_FENCED' ? 'fenced' : 'refused' });
       throw err;
     }
   }

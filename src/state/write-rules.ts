@@ -31,11 +31,15 @@ export interface WriteRequest {
   lock: HeldLock | null;
   /** The `?ID=` the write carries, or null. */
   lockId: string | null;
+  /** Whether `lockId` was once held on this key and has been released (or taken over). */
+  lockIdReleased: boolean;
 }
 
 /**
  * May this write land? Pure: the store calls it inside the transaction that writes its outcome.
  *
+ * 0. Fencing: a write carrying a lock ID that was released from this key is refused (423), whether the
+ *    key is now free or held by another — the holder lost its lock; its body is kept by the caller.
  * 1. A held lock admits only writes carrying its ID (423 with the holder otherwise).
  * 2. An empty key accepts any valid state.
  * 3. Same lineage: higher serial stores; same serial and same bytes is an idempotent no-op;
@@ -46,6 +50,9 @@ export interface WriteRequest {
  */
 export function decideWrite(req: WriteRequest): WriteDecision {
   const { key, current, incoming, lock, lockId } = req;
+  if (lockId !== null && lockId !== lock?.id && req.lockIdReleased) {
+    return { kind: 'refuse', error: new StatelockError('LOCK_FENCED', { given: lockId, key }, lock?.raw) };
+  }
   if (lock) {
     if (lockId === null) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED_NO_ID', key, lock) };
     if (lockId !== lock.id) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };

@@ -20,6 +20,39 @@ export interface VersionMeta {
   forced: ForcedReason | null;
 }
 
+/**
+ * A lease held by `statelock run` for the Terraform process it wraps: renewed by heartbeats, ended by
+ * the wrapper when its child exits. A lock taken with `?session=` is bound to it.
+ */
+export interface SessionRecord {
+  id: string;
+  key: string;
+  ttlMs: number;
+  createdAt: string;
+  expiresAt: string;
+  lastHeartbeatAt: string;
+  endedAt: string | null;
+  endReason: string | null;
+  clientAddr: string;
+  userAgent: string;
+  holder: Record<string, unknown>;
+  ci: Record<string, string>;
+}
+
+/** A write refused because it carried a lock ID that had been released: kept so the work is never silently lost. */
+export interface RejectedWrite {
+  id: number;
+  key: string;
+  lockId: string;
+  at: string;
+  serial: number;
+  lineage: string;
+  size: number;
+  sha256: string;
+  reason: string;
+  clientAddr: string;
+}
+
 /** A held lock: the client's lock info verbatim plus what the server observed. */
 export interface LockRecord {
   key: string;
@@ -35,6 +68,9 @@ export interface LockRecord {
   lastActivityAt: string;
   clientAddr: string;
   userAgent: string;
+  sessionId: string | null;
+  /** The bound session, joined on read (never written through the lock). */
+  session?: SessionRecord | null;
 }
 
 /** What a use case's rule sees: the key's live current version (null when empty or deleted) and its lock. */
@@ -46,6 +82,8 @@ export interface KeySnapshot {
   versionCount: number;
   /** The highest serial among the key's versions with the current lineage (0 without a current version). */
   highestSerial: number;
+  /** Whether the lock ID passed as `probeLockId` to update was once held on this key and released (fencing). */
+  probedLockIdReleased: boolean;
 }
 
 export interface NewVersion extends Omit<VersionMeta, 'key'> {
@@ -59,6 +97,10 @@ export interface Changes {
   lock?: { set: LockRecord } | { clear: true } | { touch: string };
   /** Soft delete: the key leaves reads and listings; its versions stay. */
   deleteState?: boolean;
+  /** Keep a refused write's body (fencing). */
+  rejectedWrite?: Omit<RejectedWrite, 'id' | 'key' | 'at'> & { body: Buffer };
+  /** End a session (its holder is known dead). */
+  endSession?: { id: string; reason: string };
   audit?: NewAuditEntry[];
 }
 
@@ -104,7 +146,11 @@ export interface AuditQuery {
  */
 export interface Store {
   readonly engine: string;
-  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>): Promise<T>;
+  /**
+   * Whenever a change clears or replaces a held lock, the store records the old lock ID as released on
+   * the key, in the same transaction (so fencing can never miss one).
+   */
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: { probeLockId?: string | null }): Promise<T>;
 
   /** The live current version and its bytes, or null when the key is empty or deleted. */
   readCurrent(key: string): Promise<{ meta: VersionMeta; body: Buffer } | null>;
@@ -120,6 +166,14 @@ export interface Store {
   countLocks(): Promise<number>;
 
   listAudit(query: AuditQuery): Promise<Page<AuditEntry>>;
+
+  createSession(session: SessionRecord): Promise<void>;
+  /** Moves a live session's lease forward; null when there is no such session, unchanged when it ended. */
+  renewSession(id: string, expiresAt: string, at: string): Promise<SessionRecord | null>;
+  getSession(id: string): Promise<SessionRecord | null>;
+
+  listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>>;
+  readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; body: Buffer } | null>;
 
   /** Finishes pending work and releases the database. Idempotent. */
   close(): Promise<void>;

@@ -11,6 +11,7 @@ const req = (over: Partial<WriteRequest>): WriteRequest => ({
   incoming: { serial: 6, lineage: 'L', sha256: 'bbb' },
   lock: null,
   lockId: null,
+  lockIdReleased: false,
   ...over,
 });
 const refusal = (r: ReturnType<typeof decideWrite>) => (r.kind === 'refuse' ? { code: r.error.code, status: r.error.status, message: r.error.message } : r);
@@ -92,6 +93,21 @@ describe('decideWrite: locks', () => {
   });
   test('an unlocked key accepts writes without ?ID= (lock-less setups)', () => {
     assert.deepEqual(decideWrite(req({ lockId: null })), { kind: 'store', forced: null });
+  });
+});
+
+describe('decideWrite: fencing', () => {
+  test('a write carrying a released lock ID is 423 LOCK_FENCED, whether the key is free or held by another', () => {
+    const free = decideWrite(req({ lockId: 'OLD', lockIdReleased: true }));
+    assert.equal(free.kind === 'refuse' && free.error.code, 'LOCK_FENCED');
+    assert.equal(free.kind === 'refuse' && free.error.status, 423);
+    const taken = decideWrite(req({ lock: lock('NEW'), lockId: 'OLD', lockIdReleased: true }));
+    assert.equal(taken.kind === 'refuse' && taken.error.code, 'LOCK_FENCED');
+    assert.equal(taken.kind === 'refuse' && taken.error.holderBody, '{"ID":"NEW"}');
+  });
+  test('an ID never released on this key is not fenced; nor is the current holder', () => {
+    assert.equal(decideWrite(req({ lockId: 'UNKNOWN', lockIdReleased: false })).kind, 'store');
+    assert.equal(decideWrite(req({ lock: lock('H'), lockId: 'H', lockIdReleased: true })).kind, 'store');
   });
 });
 

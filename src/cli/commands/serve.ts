@@ -3,15 +3,20 @@ import { startApp } from '../../server/app.js';
 import { DEFAULTS, type ServerConfig } from '../../server/config.js';
 import { isLogLevel } from '../../server/logger.js';
 import { parseOptions } from '../parse-options.js';
+import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../usage-error.js';
 
-const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-level L] [--max-body-bytes N]
+const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
 
   --host            address to listen on (default 127.0.0.1)
   --port            port to listen on; 0 picks a free port and prints it (default 8080)
   --data            directory of the SQLite database (default ./.statelock)
   --log-level       debug | info | warn | error (default info); logs are JSON lines on stderr
   --max-body-bytes  largest request body accepted (default 536870912 = 512 MiB)
+  --release-dead-after D
+                    release locks whose holder has been proven dead (its statelock run session
+                    lease expired with no activity since, or its command exited) for D, e.g. 5m;
+                    audited. Off by default: a stale lock then waits for an operator.
 `;
 
 /** Starts the server, prints the backend block to paste, and runs until SIGTERM or SIGINT. */
@@ -24,6 +29,7 @@ export async function runServe(args: string[]): Promise<number> {
       data: { type: 'string' },
       'log-level': { type: 'string' },
       'max-body-bytes': { type: 'string' },
+      'release-dead-after': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -38,6 +44,11 @@ export async function runServe(args: string[]): Promise<number> {
   if (values.host !== undefined) config.host = String(values.host);
   if (values.port !== undefined) config.port = intOption('--port', values.port, 0, 65535);
   if (values['max-body-bytes'] !== undefined) config.maxBodyBytes = intOption('--max-body-bytes', values['max-body-bytes'], 1, Number.MAX_SAFE_INTEGER);
+  if (values['release-dead-after'] !== undefined) {
+    const seconds = parseDuration(String(values['release-dead-after']));
+    if (seconds === null) throw new UsageError(`--release-dead-after must be a duration such as 30s, 5m or 1h, not "${String(values['release-dead-after'])}"`);
+    config.releaseDeadAfterMs = seconds * 1000;
+  }
   if (values['log-level'] !== undefined) {
     const level = String(values['log-level']);
     if (!isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, not "${level}"`);

@@ -2,14 +2,16 @@ import type { LockService } from '../../lock/lock-service.js';
 import { StatelockError } from '../../server/errors.js';
 import { send, sendJson } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
-import { parseKeyFromPath } from '../../state/state-key.js';
+import { parseKeyFromPath, validateKey } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
 import type { AuditService } from '../../audit/audit-service.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
-import { auditJson, lockJson, stateSummaryJson, versionJson } from './representations.js';
+import { auditJson, lockJson, sessionJson, stateSummaryJson, versionJson } from './representations.js';
+import type { SessionService } from '../../lock/session-service.js';
+import { parseJsonObject } from '../../shared/json-object.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
 
-const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'];
+const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'];
 
 /**
  * The JSON API under `/api/v1` (described by `/api/v1/openapi.json`): what the CLI, the dashboard and
@@ -20,6 +22,7 @@ export class ApiDoor {
     private readonly state: StateService,
     private readonly locks: LockService,
     private readonly audit: AuditService,
+    private readonly sessions: SessionService,
   ) {}
 
   /** `METHOD collection` or `METHOD collection/*` (a key follows) → handler. 405's Allow header is derived from it. */
@@ -36,6 +39,11 @@ export class ApiDoor {
     'GET locks/*': (ctx, key) => this.getLock(ctx, key),
     'DELETE locks/*': (ctx, key) => this.forceUnlock(ctx, key),
     'GET audit': (ctx) => this.listAudit(ctx),
+    'GET rejected/*': (ctx, key) => this.listRejected(ctx, key),
+    'GET rejected-content/*': (ctx, key) => this.getRejected(ctx, key),
+    'POST sessions': (ctx) => this.createSession(ctx),
+    'GET sessions/*': (ctx, tail) => this.sessionAction(ctx, tail),
+    'POST sessions/*': (ctx, tail) => this.sessionAction(ctx, tail),
   };
 
   async handle(ctx: RequestContext): Promise<void> {
@@ -44,7 +52,7 @@ export class ApiDoor {
     const pattern = `${collection}${keyTail ? '/*' : ''}`;
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
     const handler = this.routes[`${method} ${pattern}`];
-    if (handler) return handler(ctx, keyTail ? parseKeyFromPath(keyTail) : '');
+    if (handler) return handler(ctx, keyTail ? (collection === 'sessions' ? keyTail : parseKeyFromPath(keyTail)) : '');
     const allowed = Object.keys(this.routes)
       .filter((r) => r.endsWith(` ${pattern}`))
       .map((r) => r.split(' ')[0]!);
@@ -88,8 +96,53 @@ export class ApiDoor {
   private async forceUnlock(ctx: RequestContext, key: string) {
     const id = ctx.query.get('id');
     if (!id) throw new StatelockError('INVALID_QUERY', { name: 'id', reason: "the holder's lock ID is required, as for terraform force-unlock LOCK_ID" });
-    const { previous } = await this.locks.forceUnlock(key, id, ctx.client);
+    const { previous } = await this.locks.forceUnlock(key, id, ctx.client, { evenIfAlive: ctx.query.get('evenIfAlive') === 'true' });
     sendJson(ctx.res, 200, { unlocked: key, previous: previous ? lockJson(previous) : null });
+  }
+
+  private async listRejected(ctx: RequestContext, key: string) {
+    const page = await this.state.listRejected(key, { after: intParam(ctx, 'after', 0), limit: limitOf(ctx) });
+    sendJson(ctx.res, 200, page);
+  }
+
+  private async getRejected(ctx: RequestContext, key: string) {
+    const id = intParam(ctx, 'id', -1);
+    if (id < 0) throw new StatelockError('INVALID_QUERY', { name: 'id', reason: 'the rejected write to download, from GET /api/v1/rejected/<key>' });
+    const found = await this.state.readRejected(key, id);
+    if (!found) throw new StatelockError('REJECTED_WRITE_NOT_FOUND', { key, id });
+    send(ctx.res, 200, found.body, 'application/json', { 'X-Statelock-Lock-Id': found.meta.lockId, 'X-Statelock-Serial': String(found.meta.serial) });
+  }
+
+  private async createSession(ctx: RequestContext) {
+    const body = parseJsonObject(await ctx.body(), (reason) => new StatelockError('INVALID_SESSION', { reason }));
+    const { doc } = body;
+    if (typeof doc.key !== 'string') throw new StatelockError('INVALID_SESSION', { reason: '"key" must be the state key' });
+    const key = validateKey(doc.key);
+    const ttlSeconds = doc.ttlSeconds === undefined ? 30 : Number(doc.ttlSeconds);
+    const strings = (v: unknown): Record<string, string> =>
+      typeof v === 'object' && v !== null ? Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'string' || typeof x === 'number').map(([k, x]) => [k, String(x)])) : {};
+    const holder = typeof doc.holder === 'object' && doc.holder !== null ? (doc.holder as Record<string, unknown>) : {};
+    const session = await this.sessions.create({ key, ttlSeconds, holder, ci: strings(doc.ci) }, ctx.client);
+    sendJson(ctx.res, 201, sessionJson(session));
+  }
+
+  /** `GET sessions/<id>`, `POST sessions/<id>/heartbeat`, `POST sessions/<id>/end`. */
+  private async sessionAction(ctx: RequestContext, tail: string) {
+    const [id = '', action, ...extra] = tail.split('/');
+    const route = `${ctx.method === 'HEAD' ? 'GET' : ctx.method} ${action ?? ''}`;
+    if (extra.length === 0 && route === 'GET ') return sendJson(ctx.res, 200, sessionJson(await this.sessions.get(id)));
+    if (extra.length === 0 && route === 'POST heartbeat') {
+      const s = await this.sessions.heartbeat(id);
+      return sendJson(ctx.res, 200, { id: s.id, expiresAt: s.expiresAt });
+    }
+    if (extra.length === 0 && route === 'POST end') {
+      const raw = await ctx.body();
+      const { doc } = raw.length ? parseJsonObject(raw, (reason) => new StatelockError('INVALID_SESSION', { reason })) : { doc: {} as Record<string, unknown> };
+      const reason = typeof doc.reason === 'string' && doc.reason ? doc.reason : 'the wrapper ended the session';
+      const { released } = await this.locks.endSession(id, reason, ctx.client);
+      return sendJson(ctx.res, 200, { id, released: released ? lockJson(released) : null });
+    }
+    throw new StatelockError('NOT_FOUND', { path: `/api/v1/sessions/${tail}` });
   }
 
   private async listVersions(ctx: RequestContext, key: string) {
@@ -119,7 +172,7 @@ export class ApiDoor {
   private async getLock(ctx: RequestContext, key: string) {
     const lock = await this.locks.get(key);
     if (!lock) throw new StatelockError('LOCK_NOT_FOUND', { key });
-    sendJson(ctx.res, 200, lockJson(lock));
+    sendJson(ctx.res, 200, lockJson(lock, Date.now(), this.locks.waiters.count(key)));
   }
 
   private async listAudit(ctx: RequestContext) {

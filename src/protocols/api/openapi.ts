@@ -135,7 +135,11 @@ export const OPENAPI_DOCUMENT = {
       delete: {
         operationId: 'forceUnlock',
         summary: "Force-unlock, naming the holder's lock ID as terraform force-unlock LOCK_ID does. Audited.",
-        parameters: [keyParam, { name: 'id', in: 'query', required: true, schema: { type: 'string' } }],
+        parameters: [
+          keyParam,
+          { name: 'id', in: 'query', required: true, schema: { type: 'string' } },
+          { name: 'evenIfAlive', in: 'query', required: false, description: 'Override the refusal while the holder is alive (audited).', schema: { type: 'boolean' } },
+        ],
         responses: {
           '200': ok({ type: 'object', properties: { unlocked: { type: 'string' }, previous: { $ref: '#/components/schemas/Lock' } } }),
           '404': errorResponse('The key is not locked'),
@@ -154,6 +158,57 @@ export const OPENAPI_DOCUMENT = {
           ...pageParams,
         ],
         responses: { '200': ok(page('AuditEntry')), '400': errorResponse('Bad query parameter') },
+      },
+    },
+    '/api/v1/rejected/{key}': {
+      get: {
+        operationId: 'listRejectedWrites',
+        summary: 'Writes refused by fencing (they carried a lock ID that had been released), kept with their bodies.',
+        parameters: [keyParam, ...pageParams],
+        responses: { '200': ok(page('RejectedWrite')) },
+      },
+    },
+    '/api/v1/rejected-content/{key}': {
+      get: {
+        operationId: 'getRejectedWrite',
+        summary: 'The body of one rejected write, byte for byte.',
+        parameters: [keyParam, { name: 'id', in: 'query', required: true, schema: { type: 'integer' } }],
+        responses: { '200': { description: 'The refused body', content: { 'application/json': { schema: { type: 'object' } } } }, '404': errorResponse('No such rejected write') },
+      },
+    },
+    '/api/v1/sessions': {
+      post: {
+        operationId: 'createSession',
+        summary: 'Start a lease for a wrapped Terraform process (statelock run). Bind a lock to it with LOCK /state/<key>?session=<id>.',
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, ttlSeconds: { type: 'number', minimum: 1, maximum: 86400 }, holder: { type: 'object' }, ci: { type: 'object' } } },
+            },
+          },
+        },
+        responses: { '201': ok({ $ref: '#/components/schemas/Session' }, 'Created'), '400': errorResponse('Invalid request') },
+      },
+    },
+    '/api/v1/sessions/{id}': {
+      get: { operationId: 'getSession', summary: 'One session.', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': ok({ $ref: '#/components/schemas/Session' }), '404': errorResponse('No such session') } },
+    },
+    '/api/v1/sessions/{id}/heartbeat': {
+      post: {
+        operationId: 'heartbeatSession',
+        summary: 'Renew the lease by its TTL.',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': ok({ type: 'object', properties: { id: { type: 'string' }, expiresAt: { type: 'string' } } }), '404': errorResponse('No such session'), '409': errorResponse('The session has ended') },
+      },
+    },
+    '/api/v1/sessions/{id}/end': {
+      post: {
+        operationId: 'endSession',
+        summary: "The wrapped command exited: end the session and release its lock if it still holds one (audited with the reason).",
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: { required: false, content: { 'application/json': { schema: { type: 'object', properties: { reason: { type: 'string' }, exitCode: { type: ['integer', 'null'] }, signal: { type: ['string', 'null'] } } } } } },
+        responses: { '200': ok({ type: 'object', properties: { id: { type: 'string' }, released: { oneOf: [{ $ref: '#/components/schemas/Lock' }, { type: 'null' }] } } }), '404': errorResponse('No such session') },
       },
     },
     '/api/v1/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document.', responses: { '200': ok({ type: 'object' }) } } },
@@ -202,8 +257,10 @@ export const OPENAPI_DOCUMENT = {
           lastActivityAt: { type: 'string', format: 'date-time' },
           clientAddr: { type: 'string' },
           userAgent: { type: 'string' },
+          sessionId: { type: ['string', 'null'] },
           verdict: { type: 'string', enum: ['alive', 'dead', 'unknown'] },
           evidence: { type: 'object' },
+          waiters: { type: 'integer', description: 'LOCK requests waiting in line (GET /api/v1/locks/{key} only)' },
         },
       },
       Diff: {
@@ -223,12 +280,31 @@ export const OPENAPI_DOCUMENT = {
           summary: { type: 'object', properties: { added: { type: 'integer' }, removed: { type: 'integer' }, changed: { type: 'integer' } } },
         },
       },
+      Session: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          key: { type: 'string' },
+          ttlSeconds: { type: 'number' },
+          createdAt: { type: 'string', format: 'date-time' },
+          expiresAt: { type: 'string', format: 'date-time' },
+          lastHeartbeatAt: { type: 'string', format: 'date-time' },
+          endedAt: { type: ['string', 'null'] },
+          endReason: { type: ['string', 'null'] },
+          holder: { type: 'object' },
+          ci: { type: 'object' },
+        },
+      },
+      RejectedWrite: {
+        type: 'object',
+        properties: { id: { type: 'integer' }, key: { type: 'string' }, lockId: { type: 'string' }, at: { type: 'string' }, serial: { type: 'integer' }, lineage: { type: 'string' }, size: { type: 'integer' }, sha256: { type: 'string' }, reason: { type: 'string' }, clientAddr: { type: 'string' } },
+      },
       AuditEntry: {
         type: 'object',
         properties: {
           id: { type: 'integer' },
           at: { type: 'string', format: 'date-time' },
-          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'] },
+          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'] },
           key: { type: 'string' },
           lockId: { type: ['string', 'null'] },
           outcome: { type: 'string', enum: ['ok', 'refused'] },

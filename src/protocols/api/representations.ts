@@ -1,5 +1,6 @@
 import type { AuditEntry } from '../../audit/audit-entry.js';
-import type { LockRecord, StateSummary, VersionMeta } from '../../store/store.js';
+import type { LockRecord, SessionRecord, StateSummary, VersionMeta } from '../../store/store.js';
+import { judgeLock } from '../../lock/lock-service.js';
 
 /**
  * The JSON shapes of the API (and so of the CLI's --json output). Stable interface: add fields, never
@@ -14,12 +15,16 @@ export interface LockJson {
   lastActivityAt: string;
   clientAddr: string;
   userAgent: string;
+  /** The `statelock run` session the lock is bound to, if any. */
+  sessionId: string | null;
   /** alive | dead | unknown. Without a session or wrapper evidence the server never guesses: unknown. */
   verdict: 'alive' | 'dead' | 'unknown';
   evidence: Record<string, unknown>;
+  /** LOCK requests waiting in line for this key (`?wait=`), on `GET /api/v1/locks/<key>`. */
+  waiters?: number;
 }
 
-export function lockJson(lock: LockRecord, now = Date.now()): LockJson {
+export function lockJson(lock: LockRecord, now = Date.now(), waiters?: number): LockJson {
   let info: Record<string, unknown>;
   try {
     info = JSON.parse(lock.raw) as Record<string, unknown>;
@@ -27,6 +32,7 @@ export function lockJson(lock: LockRecord, now = Date.now()): LockJson {
     info = { ID: lock.id };
   }
   const secondsSince = (iso: string) => Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const { verdict, evidence } = judgeLock(lock, now);
   return {
     key: lock.key,
     info,
@@ -35,9 +41,15 @@ export function lockJson(lock: LockRecord, now = Date.now()): LockJson {
     lastActivityAt: lock.lastActivityAt,
     clientAddr: lock.clientAddr,
     userAgent: lock.userAgent,
-    verdict: 'unknown',
-    evidence: { reason: 'no session: the holder sends no heartbeat', lastActivitySeconds: secondsSince(lock.lastActivityAt) },
+    sessionId: lock.sessionId,
+    verdict,
+    evidence,
+    ...(waiters !== undefined ? { waiters } : {}),
   };
+}
+
+export function sessionJson(s: SessionRecord) {
+  return { id: s.id, key: s.key, ttlSeconds: s.ttlMs / 1000, createdAt: s.createdAt, expiresAt: s.expiresAt, lastHeartbeatAt: s.lastHeartbeatAt, endedAt: s.endedAt, endReason: s.endReason, holder: s.holder, ci: s.ci };
 }
 
 /** A version as the API shows it: everything stored about it but its key (the URL names the key). */

@@ -5,6 +5,7 @@ import { errorBody, send, sendJson } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
+import { parseDuration } from '../../shared/duration.js';
 
 /**
  * Terraform's and OpenTofu's `backend "http"`: `/state/<key>` answers GET, POST/PUT (write, `?ID=`),
@@ -54,8 +55,16 @@ export class HttpBackendDoor {
     throw methodNotAllowed(ctx, 'POST, DELETE, LOCK, UNLOCK');
   }
 
+  /**
+   * `?session=<id>` binds the lock to a `statelock run` session; `?wait=60s` waits in line server-side
+   * (Terraform keeps the query parameters of lock_address, so both can live in the backend block).
+   */
   private async lock(ctx: RequestContext, key: string): Promise<void> {
-    const { lock } = await this.locks.lock(key, await ctx.body(), ctx.client);
+    const body = await ctx.body();
+    const waitMs = waitParam(ctx.query.get('wait'));
+    const abort = new AbortController();
+    ctx.res.once('close', () => abort.abort());
+    const { lock } = await this.locks.lock(key, body, ctx.client, { sessionId: ctx.query.get('session') || null, waitMs, signal: abort.signal });
     send(ctx.res, 200, Buffer.from(lock.raw), 'application/json');
   }
 
@@ -72,6 +81,16 @@ export class HttpBackendDoor {
     if (err.holderBody !== undefined) send(res, err.status, Buffer.from(err.holderBody), 'application/json');
     else sendJson(res, err.status, errorBody(err));
   }
+}
+
+/** The longest a LOCK may wait in line. */
+const MAX_WAIT_MS = 3_600_000;
+
+function waitParam(raw: string | null): number {
+  if (raw === null || raw === '') return 0;
+  const seconds = /^\d+$/.test(raw) ? Number(raw) : parseDuration(raw);
+  if (seconds === null) throw new StatelockError('INVALID_QUERY', { name: 'wait', reason: 'a duration such as 30s, 5m or 1h' });
+  return Math.min(seconds * 1000, MAX_WAIT_MS);
 }
 
 function methodNotAllowed(ctx: RequestContext, allowed: string): StatelockError {

@@ -63,4 +63,45 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_by_key ON audit (key, id);
   CREATE INDEX audit_by_time ON audit (at);
   `,
+  `
+  -- Liveness (sessions with leases), fencing (released lock IDs) and rejected writes.
+  CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY,
+    key               TEXT NOT NULL,
+    ttl_ms            INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    expires_at        TEXT NOT NULL,
+    last_heartbeat_at TEXT NOT NULL,
+    ended_at          TEXT,
+    end_reason        TEXT,
+    client_addr       TEXT NOT NULL,
+    user_agent        TEXT NOT NULL,
+    holder            TEXT NOT NULL,
+    ci                TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  ALTER TABLE locks ADD COLUMN session_id TEXT;
+
+  CREATE TABLE released_locks (
+    key         TEXT NOT NULL,
+    lock_id     TEXT NOT NULL,
+    released_at TEXT NOT NULL,
+    PRIMARY KEY (key, lock_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE rejected_writes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL,
+    lock_id     TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    serial      INTEGER NOT NULL,
+    lineage     TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    body        BLOB NOT NULL
+  );
+  CREATE INDEX rejected_by_key ON rejected_writes (key, id);
+  `,
 ];

@@ -6,6 +6,8 @@ import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import type { ForcedReason } from '../../state/write-rules.js';
 import type {
+  RejectedWrite,
+  SessionRecord,
   AuditQuery,
   Changes,
   Decision,
@@ -19,6 +21,9 @@ import type {
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 type Row = Record<string, unknown>;
+
+const LOCK_SELECT =
+  'SELECT l.*, s.id AS s_id, s.key AS s_key, s.ttl_ms AS s_ttl_ms, s.created_at AS s_created_at, s.expires_at AS s_expires_at, s.last_heartbeat_at AS s_last_heartbeat_at, s.ended_at AS s_ended_at, s.end_reason AS s_end_reason, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, s.holder AS s_holder, s.ci AS s_ci FROM locks l LEFT JOIN sessions s ON s.id = l.session_id';
 
 const VERSION_COLUMNS =
   'v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
@@ -71,11 +76,27 @@ export class SqliteStore implements Store {
            version_count = excluded.version_count, deleted_at = NULL, updated_at = excluded.updated_at`,
       ),
       softDelete: db.prepare('UPDATE states SET current_version_id = NULL, deleted_at = ?, updated_at = ? WHERE key = ?'),
-      lock: db.prepare('SELECT * FROM locks WHERE key = ?'),
+      lock: db.prepare(`${LOCK_SELECT} WHERE l.key = ?`),
+      heldLockId: db.prepare('SELECT lock_id FROM locks WHERE key = ?'),
       setLock: db.prepare(
-        `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent)
-         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent)`,
+        `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id)
+         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent, @sessionId)`,
       ),
+      recordReleased: db.prepare('INSERT OR IGNORE INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
+      isReleased: db.prepare('SELECT 1 AS x FROM released_locks WHERE key = ? AND lock_id = ?'),
+      insertRejected: db.prepare(
+        `INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body)
+         VALUES (@key, @lockId, @at, @serial, @lineage, @size, @sha256, @reason, @clientAddr, @body)`,
+      ),
+      listRejected: db.prepare('SELECT id, key, lock_id, at, serial, lineage, size, sha256, reason, client_addr FROM rejected_writes WHERE key = ? AND id > ? ORDER BY id LIMIT ?'),
+      readRejected: db.prepare('SELECT * FROM rejected_writes WHERE key = ? AND id = ?'),
+      insertSession: db.prepare(
+        `INSERT INTO sessions (id, key, ttl_ms, created_at, expires_at, last_heartbeat_at, ended_at, end_reason, client_addr, user_agent, holder, ci)
+         VALUES (@id, @key, @ttlMs, @createdAt, @expiresAt, @lastHeartbeatAt, NULL, NULL, @clientAddr, @userAgent, @holder, @ci)`,
+      ),
+      renewSession: db.prepare('UPDATE sessions SET expires_at = ?, last_heartbeat_at = ? WHERE id = ? AND ended_at IS NULL'),
+      endSession: db.prepare('UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL'),
+      session: db.prepare('SELECT * FROM sessions WHERE id = ?'),
       clearLock: db.prepare('DELETE FROM locks WHERE key = ?'),
       touchLock: db.prepare('UPDATE locks SET last_activity_at = ? WHERE key = ?'),
       countLocks: db.prepare('SELECT count(*) AS n FROM locks'),
@@ -86,13 +107,14 @@ export class SqliteStore implements Store {
     };
   }
 
-  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>): Promise<T> {
+  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
     const run = this.db.transaction((): Decision<T> => {
       const current = mapVersion(this.stmt.current.get(key) as Row | undefined);
       const snapshot: KeySnapshot = {
         key,
         current,
         highestSerial: current ? ((this.stmt.highestSerial.get(key, current.lineage) as { s: number | null }).s ?? 0) : 0,
+        probedLockIdReleased: opts.probeLockId ? this.stmt.isReleased.get(key, opts.probeLockId) !== undefined : false,
         lock: mapLock(this.stmt.lock.get(key) as Row | undefined),
         versionCount: ((this.stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0,
       };
@@ -114,8 +136,18 @@ export class SqliteStore implements Store {
     }
     if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
     const lock = changes.lock;
-    if (lock && 'set' in lock) this.stmt.setLock.run(lock.set);
+    if (lock && ('set' in lock || 'clear' in lock)) {
+      const held = (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
+      const next = 'set' in lock ? lock.set.id : null;
+      if (held !== undefined && held !== next) this.stmt.recordReleased.run(key, held, now);
+    }
+    if (lock && 'set' in lock) {
+      const { session: _session, ...row } = lock.set;
+      this.stmt.setLock.run(row);
+    }
     if (lock && 'clear' in lock) this.stmt.clearLock.run(key);
+    if (changes.rejectedWrite) this.stmt.insertRejected.run({ ...changes.rejectedWrite, key, at: now });
+    if (changes.endSession) this.stmt.endSession.run(now, changes.endSession.reason, changes.endSession.id);
     if (lock && 'touch' in lock) this.stmt.touchLock.run(lock.touch, key);
     for (const entry of changes.audit ?? []) {
       this.stmt.insertAudit.run(
@@ -170,8 +202,8 @@ export class SqliteStore implements Store {
   }
 
   async listLocks(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<LockRecord>> {
-    const { where, params } = keyRange('key', opts.prefix, opts.after);
-    const rows = this.db.prepare(`SELECT * FROM locks WHERE ${where} ORDER BY key LIMIT ?`).all(...params, opts.limit + 1) as Row[];
+    const { where, params } = keyRange('l.key', opts.prefix, opts.after);
+    const rows = this.db.prepare(`${LOCK_SELECT} WHERE ${where} ORDER BY l.key LIMIT ?`).all(...params, opts.limit + 1) as Row[];
     const items = rows.slice(0, opts.limit).map((r) => mapLock(r)!);
     return { items, next: rows.length > opts.limit ? items[items.length - 1]!.key : null };
   }
@@ -191,6 +223,31 @@ export class SqliteStore implements Store {
       .all(...params, query.limit + 1) as Row[];
     const items = rows.slice(0, query.limit).map(mapAudit);
     return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+  }
+
+  async createSession(session: SessionRecord): Promise<void> {
+    translateDriverErrors(() => this.stmt.insertSession.run({ ...session, holder: JSON.stringify(session.holder), ci: JSON.stringify(session.ci) }));
+  }
+
+  async renewSession(id: string, expiresAt: string, at: string): Promise<SessionRecord | null> {
+    translateDriverErrors(() => this.stmt.renewSession.run(expiresAt, at, id));
+    return this.getSession(id);
+  }
+
+  async getSession(id: string): Promise<SessionRecord | null> {
+    const r = this.stmt.session.get(id) as Row | undefined;
+    return r ? mapSession(r, '') : null;
+  }
+
+  async listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>> {
+    const rows = this.stmt.listRejected.all(key, opts.after ?? 0, opts.limit + 1) as Row[];
+    const items = rows.slice(0, opts.limit).map(mapRejected);
+    return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.id) : null };
+  }
+
+  async readRejected(key: string, id: number) {
+    const r = this.stmt.readRejected.get(key, id) as Row | undefined;
+    return r ? { meta: mapRejected(r), body: r.body as Buffer } : null;
   }
 
   async close(): Promise<void> {
@@ -279,6 +336,41 @@ function mapLock(r: Row | undefined): LockRecord | null {
     lastActivityAt: r.last_activity_at as string,
     clientAddr: r.client_addr as string,
     userAgent: r.user_agent as string,
+    sessionId: (r.session_id as string | null) ?? null,
+    session: r.s_id ? mapSession(r, 's_') : null,
+  };
+}
+
+/** A session row, from `sessions` itself (prefix '') or joined onto a lock (prefix 's_'). */
+function mapSession(r: Row, p: string): SessionRecord {
+  return {
+    id: r[`${p}id`] as string,
+    key: r[`${p}key`] as string,
+    ttlMs: r[`${p}ttl_ms`] as number,
+    createdAt: r[`${p}created_at`] as string,
+    expiresAt: r[`${p}expires_at`] as string,
+    lastHeartbeatAt: r[`${p}last_heartbeat_at`] as string,
+    endedAt: (r[`${p}ended_at`] as string | null) ?? null,
+    endReason: (r[`${p}end_reason`] as string | null) ?? null,
+    clientAddr: r[`${p}client_addr`] as string,
+    userAgent: r[`${p}user_agent`] as string,
+    holder: JSON.parse(r[`${p}holder`] as string) as Record<string, unknown>,
+    ci: JSON.parse(r[`${p}ci`] as string) as Record<string, string>,
+  };
+}
+
+function mapRejected(r: Row): RejectedWrite {
+  return {
+    id: r.id as number,
+    key: r.key as string,
+    lockId: r.lock_id as string,
+    at: r.at as string,
+    serial: r.serial as number,
+    lineage: r.lineage as string,
+    size: r.size as number,
+    sha256: r.sha256 as string,
+    reason: r.reason as string,
+    clientAddr: r.client_addr as string,
   };
 }
 
