@@ -169,6 +169,51 @@ for (const engine of ENGINES) {
       await b.close();
     });
 
+    test('sessions: create, renew while live, end; a lock bound to a session reads back with it joined', async () => {
+      const store = await engine.open(tempDir());
+      const now = new Date().toISOString();
+      await store.createSession({ id: 's1', key: 'k', ttlMs: 30_000, createdAt: now, expiresAt: now, lastHeartbeatAt: now, endedAt: null, endReason: null, clientAddr: 'a', userAgent: 'u', holder: { host: 'h' }, ci: { provider: 'gitlab' } });
+      assert.equal((await store.renewSession('s1', '2030-01-01T00:00:00.000Z', now))?.expiresAt, '2030-01-01T00:00:00.000Z');
+      await store.update('k', client, () => ({ result: null, changes: { lock: { set: { ...lockRecord('k', 'L1'), sessionId: 's1' } } } }));
+      const lock = await store.getLock('k');
+      assert.deepEqual([lock?.sessionId, lock?.session?.ci, lock?.session?.holder], ['s1', { provider: 'gitlab' }, { host: 'h' }]);
+      await store.update('k', client, () => ({ result: null, changes: { endSession: { id: 's1', reason: 'exited' } } }));
+      const ended = await store.getSession('s1');
+      assert.equal(ended?.endReason, 'exited');
+      assert.equal((await store.renewSession('s1', '2040-01-01T00:00:00.000Z', now))?.expiresAt, '2030-01-01T00:00:00.000Z', 'an ended session is not renewed');
+      assert.equal(await store.getSession('nope'), null);
+      await store.close();
+    });
+
+    test('every lock ID that is cleared or replaced is recorded as released, for fencing', async () => {
+      const store = await engine.open(tempDir());
+      const probe = (id: string) => store.update('k', client, (snap) => ({ result: snap.probedLockIdReleased, changes: {} }), { probeLockId: id });
+      await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'A') } } }));
+      assert.equal(await probe('A'), false, 'the current holder is not released');
+      await store.update('k', client, () => ({ result: null, changes: { lock: { clear: true } } }));
+      assert.equal(await probe('A'), true);
+      await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'B') } } }));
+      await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'C') } } })); // taken over
+      assert.equal(await probe('B'), true);
+      assert.equal(await probe('never-held'), false);
+      assert.equal(await store.update('other', client, (snap) => ({ result: snap.probedLockIdReleased, changes: {} }), { probeLockId: 'A' }), false, 'per key');
+      await store.close();
+    });
+
+    test('rejected writes are kept with their bodies, listed per key', async () => {
+      const store = await engine.open(tempDir());
+      const body = Buffer.from('{"serial":9,"lineage":"L","lost":"work"}');
+      await store.update('k', client, () => ({
+        result: null,
+        changes: { rejectedWrite: { lockId: 'OLD', serial: 9, lineage: 'L', size: body.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', body } },
+      }));
+      const page = await store.listRejected('k', { limit: 10 });
+      assert.deepEqual(page.items.map((r) => [r.lockId, r.serial, r.reason]), [['OLD', 9, 'fenced']]);
+      assert.deepEqual((await store.readRejected('k', page.items[0]!.id))?.body, body);
+      assert.equal(await store.readRejected('other', page.items[0]!.id), null);
+      await store.close();
+    });
+
     test('committed changes survive closing and reopening', async () => {
       const dir = tempDir();
       const s1 = await engine.open(dir);
