@@ -15,7 +15,7 @@ export class CliError extends Error {
   }
 }
 
-const LOCK_CODES = new Set(['STATE_LOCKED', 'STATE_LOCKED_NO_ID', 'LOCK_ID_MISMATCH']);
+const LOCK_CODES = new Set(['STATE_LOCKED', 'STATE_LOCKED_NO_ID', 'LOCK_ID_MISMATCH', 'HOLDER_ALIVE', 'LOCK_FENCED']);
 
 /** The one mapping from a failure to an exit code. */
 export function exitCodeFor(err: unknown): number {

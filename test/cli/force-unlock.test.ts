@@ -194,6 +194,27 @@ describe('statelock force-unlock', () => {
     }
   });
 
+  test('a holder whose statelock run session is alive: refused (exit 3) unless --even-if-alive, which is audited', async () => {
+    const key = `cli/force-unlock/k${++n}/terraform.tfstate`;
+    const sid = (
+      await rawRequest(`${server.url}/api/v1/sessions`, { method: 'POST', body: JSON.stringify({ key, ttlSeconds: 60, holder: { host: 'build-07' } }) })
+    ).json<{ id: string }>().id;
+    const address = `${server.url}/state/${key}?session=${sid}`;
+    const holder = new HttpBackendClient({ address, lockAddress: address, unlockAddress: address }, { flavor: 'terraform', who: WHO });
+    clients.push(holder);
+    const id = await holder.lock('OperationTypeApply');
+    const refused = await cli([key, id, '--force']);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stderr, /refusing to force-unlock .*the holder is alive/);
+    assert.equal(await heldId(key), id, 'still held');
+    const forced = await cli([key, id, '--force', '--even-if-alive']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(await heldId(key), null);
+    const entry = (await forceUnlocks(key)).at(-1)!;
+    const detail = (entry as unknown as { detail: { evenIfAlive?: boolean; verdict?: string } }).detail;
+    assert.deepEqual([entry.outcome, detail.evenIfAlive, detail.verdict], ['ok', true, 'alive']);
+  });
+
   test('no lock held on the key: exit 4 and a clear message, no prompt', async () => {
     const key = `cli/force-unlock/free${++n}/terraform.tfstate`;
     const r = await cli([key, '00000000-0000-0000-0000-000000000000'], 'yes\n');

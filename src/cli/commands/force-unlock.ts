@@ -7,7 +7,7 @@ import { parseOptions } from '../parse-options.js';
 import { ask } from '../prompt.js';
 import { UsageError } from '../usage-error.js';
 
-const USAGE = 'usage: statelock force-unlock <key> <LOCK_ID> [--force]';
+const USAGE = 'usage: statelock force-unlock <key> <LOCK_ID> [--force] [--even-if-alive]';
 
 /** Terraform's force-unlock confirmation (internal/command/unlock.go), with statelock as the one removing the lock. */
 export const FORCE_UNLOCK_PROMPT =
@@ -26,7 +26,7 @@ export const FORCE_UNLOCK_PROMPT =
  */
 export const forceUnlockCommand: Command = async (args, ctx) => {
   // `-force` is how Terraform spells it; accept the habit.
-  const { values, positionals } = parseOptions({ args: args.map((a) => (a === '-force' ? '--force' : a)), allowPositionals: true, options: { force: { type: 'boolean' } } });
+  const { values, positionals } = parseOptions({ args: args.map((a) => (a === '-force' ? '--force' : a)), allowPositionals: true, options: { force: { type: 'boolean' }, 'even-if-alive': { type: 'boolean' } } });
   if (positionals.length !== 2 || positionals.some((p) => p === '')) throw new UsageError(USAGE);
   const [key, id] = positionals as [string, string];
 
@@ -34,14 +34,19 @@ export const forceUnlockCommand: Command = async (args, ctx) => {
   ctx.io.out(lockEntry(ctx, lock));
   const holder = String(lock.info.ID ?? '');
   if (holder !== id) throw mismatch(lock.info, `LOCK_ID "${id}" is not the ID of the lock held on ${key}: the holder is ID "${holder}". Nothing was unlocked.`);
-  if (lock.verdict === 'alive') ctx.io.err(`${paint(ctx.io, 'red', 'Warning:')} the holder is alive (${String(lock.evidence.reason ?? 'its session is current')}). Force-unlocking lets a second apply run beside it.\n`);
+  const evenIfAlive = values['even-if-alive'] === true;
+  if (lock.verdict === 'alive') {
+    const why = `the holder is alive (${String(lock.evidence.reason ?? 'its session is current')}): force-unlocking lets a second apply run beside it and can corrupt the state`;
+    if (!evenIfAlive) throw new CliError(`refusing to force-unlock ${key}: ${why}. Wait for it or stop it; --even-if-alive overrides (audited).`, EXIT.LOCKED);
+    ctx.io.err(`${paint(ctx.io, 'red', 'Warning:')} ${why}. --even-if-alive given: the override is recorded in the audit trail.\n`);
+  }
   ctx.io.out('\n');
 
   if (!values.force && !(await confirmForceUnlock(ctx))) {
     ctx.io.err('force-unlock cancelled.\n');
     return EXIT.ERROR;
   }
-  await releaseLock(ctx, key, id, (current) => `the lock on ${key} changed holder: it is now held by ID "${current}", not "${id}". Nothing was unlocked.`);
+  await releaseLock(ctx, key, id, (current) => `the lock on ${key} changed holder: it is now held by ID "${current}", not "${id}". Nothing was unlocked.`, evenIfAlive);
   printUnlocked(ctx);
   return EXIT.OK;
 };
@@ -89,9 +94,9 @@ export async function confirmForceUnlock(ctx: CliContext): Promise<boolean> {
  * A different holder becomes exit 3 with `changed(holderId)` and the holder's Lock Info; a lock
  * released meanwhile becomes exit 4.
  */
-export async function releaseLock(ctx: CliContext, key: string, id: string, changed: (holderId: string) => string): Promise<void> {
+export async function releaseLock(ctx: CliContext, key: string, id: string, changed: (holderId: string) => string, evenIfAlive = false): Promise<void> {
   try {
-    await ctx.api.sendJson('DELETE', `locks/${keyPath(key)}`, { id });
+    await ctx.api.sendJson('DELETE', `locks/${keyPath(key)}`, { id, ...(evenIfAlive ? { evenIfAlive: 'true' } : {}) });
   } catch (err) {
     if (err instanceof ApiError && err.code === 'LOCK_ID_MISMATCH') {
       const holder = err.holder ?? {};
