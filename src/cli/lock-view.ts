@@ -1,8 +1,14 @@
+import { describeCi } from './ci-context.js';
 import type { LockJson } from '../protocols/api/representations.js';
 import { formatAge, paint, type Output } from './output.js';
 
 /** A lock as the API returns it: the API's own type, imported for its shape only. */
 export type LockView = LockJson;
+
+/** "GitHub Actions run 1234 (https://…)" when the lock's session recorded a CI job, else null. */
+export function heldByCi(lock: LockView): string | null {
+  return describeCi(lock.evidence.ci as Record<string, unknown> | undefined);
+}
 
 export function verdictText(o: Output, verdict: LockView['verdict']): string {
   return verdict === 'alive' ? paint(o, 'green', 'alive') : verdict === 'dead' ? paint(o, 'red', 'dead') : paint(o, 'yellow', 'unknown');

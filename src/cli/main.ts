@@ -7,6 +7,7 @@ import { lockShowCommand } from './commands/lock-show.js';
 import { locksCommand } from './commands/locks.js';
 import { pruneCommand } from './commands/prune.js';
 import { recoverCommand } from './commands/recover.js';
+import { runCommand } from './commands/run.js';
 import { runServe } from './commands/serve.js';
 import { stateDiffCommand } from './commands/state-diff.js';
 import { stateHistoryCommand } from './commands/state-history.js';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   locks: { run: locksCommand, summary: 'List every held lock: key, ID, operation, who, age, last activity, verdict' },
   'lock show': { run: lockShowCommand, summary: 'Show one lock entry in full, its age, and what it means' },
   'force-unlock': { run: forceUnlockCommand, summary: "Release a lock, naming the holder's ID, after a confirmation prompt" },
+  run: { run: runCommand, summary: 'Run terraform/tofu under a session whose heartbeat proves the lock holder alive' },
   recover: { run: recoverCommand, summary: "The lesson's seven-step recovery of a stuck lock, as one guided flow" },
   'state list': { run: stateListCommand, summary: 'List states, optionally under a key prefix' },
   'state pull': { run: statePullCommand, summary: 'Print or save the stored bytes of a state (or of one serial)' },

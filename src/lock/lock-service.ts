@@ -163,9 +163,11 @@ export class LockService {
         if (decision.kind === 'already-free') return { result: { outcome: 'already-free', previous: null }, changes: {} };
         const held = snap.lock!;
         const detail = { how, verdict: judgement?.verdict, ...(request.evenIfAlive ? { evenIfAlive: true } : {}), ...heldDetail(held) };
+        // A session whose lock was taken from it is over: its next heartbeat says so, and its wrapper warns.
+        const endSession = decision.forced && held.sessionId ? { endSession: { id: held.sessionId, reason: `its lock was force-unlocked (${how})` } } : {};
         return {
           result: { outcome: decision.forced ? 'forced' : 'released', previous: held },
-          changes: { lock: { clear: true }, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
+          changes: { lock: { clear: true }, ...endSession, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
         };
       });
       this.metrics.unlocks.inc({ result: result.outcome.replace('-', '_') });
@@ -216,7 +218,8 @@ export class LockService {
           const judgement = judgeLock(snap.lock);
           if (!decideAutoRelease(judgement, Date.now(), afterMs)) return { result: false, changes: {} };
           const detail = { how: `released automatically: dead for ${Math.round(afterMs / 1000)}s or more`, evidence: judgement.evidence, ...heldDetail(snap.lock) };
-          return { result: true, changes: { lock: { clear: true }, audit: [{ action: 'lock.auto-release', key: candidate.key, lockId: snap.lock.id, outcome: 'ok', detail }] } };
+          const endSession = snap.lock.sessionId ? { endSession: { id: snap.lock.sessionId, reason: 'its lock was released automatically: the holder was dead' } } : {};
+          return { result: true, changes: { lock: { clear: true }, ...endSession, audit: [{ action: 'lock.auto-release', key: candidate.key, lockId: snap.lock.id, outcome: 'ok', detail }] } };
         });
         if (done) {
           released++;

@@ -177,6 +177,8 @@ function answerError(res: ServerResponse, door: Door, err: unknown, logger: Logg
   }
   if (coded.code === 'PAYLOAD_TOO_LARGE') res.setHeader('Connection', 'close');
   if (coded.status === 503) res.setHeader('Retry-After', '1'); // Terraform's client honours it on 503
+  // The http door's lock conflicts answer with the holder's lock info as the body; the code travels here for tooling.
+  res.setHeader('X-Statelock-Error', coded.code);
   if (door === 'http-backend') HttpBackendDoor.sendError(res, coded);
   else sendJson(res, coded.status, errorBody(coded));
 }

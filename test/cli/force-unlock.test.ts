@@ -210,6 +210,8 @@ describe('statelock force-unlock', () => {
     const forced = await cli([key, id, '--force', '--even-if-alive']);
     assert.equal(forced.code, 0, forced.stderr);
     assert.equal(await heldId(key), null);
+    const heartbeat = await rawRequest(`${server.url}/api/v1/sessions/${sid}/heartbeat`, { method: 'POST' });
+    assert.equal(heartbeat.status, 409, 'the session that lost its lock is over: its wrapper learns it on the next heartbeat');
     const entry = (await forceUnlocks(key)).at(-1)!;
     const detail = (entry as unknown as { detail: { evenIfAlive?: boolean; verdict?: string } }).detail;
     assert.deepEqual([entry.outcome, detail.evenIfAlive, detail.verdict], ['ok', true, 'alive']);

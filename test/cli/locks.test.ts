@@ -14,7 +14,7 @@ import { HttpBackendClient } from '../support/terraform-client.js';
 const WHO = 'engineer@MacBook-Pro.local';
 const DOCUMENTED_KEYS = ['key', 'info', 'acquiredAt', 'ageSeconds', 'lastActivityAt', 'verdict', 'evidence'];
 const ALLOWED_EXTRA_KEYS = ['clientAddr', 'userAgent', 'sessionId'];
-const TABLE_HEADER = ['KEY', 'ID', 'OPERATION', 'WHO', 'CREATED', 'AGE', 'LAST ACTIVITY', 'VERDICT'];
+const TABLE_HEADER = ['KEY', 'ID', 'OPERATION', 'WHO', 'CREATED', 'AGE', 'LAST ACTIVITY', 'VERDICT', 'HELD BY'];
 
 /** A port nothing listens on: bound by the OS, then closed. */
 async function closedPort(): Promise<number> {
@@ -64,6 +64,23 @@ describe('statelock locks / lock show', () => {
     assert.match(row[5]!, /^\d+(s|m\d\ds|h\d\dm|d\d\dh)$/, 'AGE');
     assert.match(row[6]!, / ago$/, 'LAST ACTIVITY');
     assert.equal(row[7], 'unknown');
+  });
+
+  test('a lock taken under a statelock run session in CI says which job holds it, and is alive', async () => {
+    const key = 'cli/locks/ci/terraform.tfstate';
+    const ci = { provider: 'github-actions', runId: '1234', project: 'acme/infra', url: 'https://github.com/acme/infra/actions/runs/1234' };
+    const sid = (await rawRequest(`${server.url}/api/v1/sessions`, { method: 'POST', body: JSON.stringify({ key, ttlSeconds: 60, ci }) })).json<{ id: string }>().id;
+    const address = `${server.url}/state/${key}?session=${sid}`;
+    const client = new HttpBackendClient({ address, lockAddress: address, unlockAddress: address }, { flavor: 'terraform', who: 'runner@fv-az123' });
+    clients.push(client);
+    await client.lock('OperationTypeApply');
+    const table = await runCli(['--server', server.url, 'locks', '--prefix', 'cli/locks/ci/']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /alive\s+GitHub Actions run 1234.*https:\/\/github\.com\/acme\/infra\/actions\/runs\/1234/);
+    const show = await runCli(['--server', server.url, 'lock', 'show', key]);
+    assert.match(show.stdout, /Held by: +GitHub Actions run 1234/);
+    assert.match(show.stdout, new RegExp(`Session: +${sid}`));
+    await client.unlock();
   });
 
   test('locks --json: the documented keys, and info equal byte for byte to the LOCK body Terraform sent', async () => {

@@ -87,6 +87,7 @@ describe('liveness on the server: sessions, verdicts, fencing, waiting, automati
     const fenced = await rawRequest(u(`/state/${key}?ID=first`), { method: 'POST', body: stateBody(2, 'L') });
     assert.equal(fenced.status, 423);
     assert.equal(fenced.json<{ ID: string }>().ID, 'second', 'the answer shows the current holder');
+    assert.equal(fenced.headers['x-statelock-error'], 'LOCK_FENCED', 'and names the refusal for tooling');
     assert.equal((await rawRequest(u(`/state/${key}?ID=second`), { method: 'POST', body: stateBody(2, 'L') })).status, 200);
     await rawRequest(u(`/state/${key}`), { method: 'UNLOCK', body: lockBody('second') });
     assert.equal((await rawRequest(u(`/state/${key}?ID=never-held`), { method: 'POST', body: stateBody(3, 'L') })).status, 200);

@@ -1,6 +1,6 @@
 import { keyPath } from '../api-client.js';
 import type { Command } from '../command.js';
-import { lockInfoBlock, lockMeaning, verdictText, type LockView } from '../lock-view.js';
+import { heldByCi, lockInfoBlock, lockMeaning, verdictText, type LockView } from '../lock-view.js';
 import { formatAge, paint, printJson } from '../output.js';
 import { parseOptions } from '../parse-options.js';
 import { UsageError } from '../usage-error.js';
@@ -26,6 +26,8 @@ export const lockShowCommand: Command = async (args, ctx) => {
       `  Last activity: ${ago(lock.lastActivityAt)}\n` +
       `  Client:        ${lock.clientAddr} (${lock.userAgent || 'no user agent'})\n` +
       `  Verdict:       ${verdictText(ctx.io, lock.verdict)} — ${String(lock.evidence.reason ?? '')}\n` +
+      (heldByCi(lock) ? `  Held by:       ${heldByCi(lock)}\n` : '') +
+      (lock.sessionId ? `  Session:       ${lock.sessionId} (statelock run)\n` : '') +
       `\n${paint(ctx.io, 'bold', 'What it means')}\n${lockMeaning(lock, now)}\n`,
   );
   return 0;

@@ -1,7 +1,7 @@
 import type { Command } from '../command.js';
 import { formatAge, printJson, table } from '../output.js';
 import { parseOptions } from '../parse-options.js';
-import { verdictText, type LockView } from '../lock-view.js';
+import { heldByCi, verdictText, type LockView } from '../lock-view.js';
 
 /** `statelock locks [--prefix P] [--json]`: every held lock, with its age and liveness verdict. */
 export const locksCommand: Command = async (args, ctx) => {
@@ -25,7 +25,8 @@ export const locksCommand: Command = async (args, ctx) => {
     formatAge(l.ageSeconds),
     `${formatAge((now - Date.parse(l.lastActivityAt)) / 1000)} ago`,
     verdictText(ctx.io, l.verdict),
+    heldByCi(l) ?? '-',
   ]);
-  ctx.io.out(table(ctx.io, ['KEY', 'ID', 'OPERATION', 'WHO', 'CREATED', 'AGE', 'LAST ACTIVITY', 'VERDICT'], rows));
+  ctx.io.out(table(ctx.io, ['KEY', 'ID', 'OPERATION', 'WHO', 'CREATED', 'AGE', 'LAST ACTIVITY', 'VERDICT', 'HELD BY'], rows));
   return 0;
 };
