@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
-import type { ForcedReason } from '../../state/write-rules.js';
 import type {
   RejectedWrite,
   SessionRecord,
@@ -19,8 +18,8 @@ import type {
   VersionMeta,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { mapAudit, mapLock, mapRejected, mapSession, mapVersion, type Row } from '../rows.js';
 
-type Row = Record<string, unknown>;
 
 const LOCK_SELECT =
   'SELECT l.*, s.id AS s_id, s.key AS s_key, s.ttl_ms AS s_ttl_ms, s.created_at AS s_created_at, s.expires_at AS s_expires_at, s.last_heartbeat_at AS s_last_heartbeat_at, s.ended_at AS s_ended_at, s.end_reason AS s_end_reason, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, s.holder AS s_holder, s.ci AS s_ci FROM locks l LEFT JOIN sessions s ON s.id = l.session_id';
@@ -296,95 +295,8 @@ function keyRange(column: string, prefix?: string, after?: string): { where: str
   return { where: conditions.join(' AND '), params };
 }
 
-function mapVersion(r: Row | undefined): VersionMeta | null {
-  if (!r) return null;
-  return {
-    key: r.key as string,
-    seq: r.seq as number,
-    serial: r.serial as number,
-    lineage: r.lineage as string,
-    md5: r.md5 as string,
-    sha256: r.sha256 as string,
-    size: r.size as number,
-    encrypted: r.encrypted === 1,
-    createdAt: r.created_at as string,
-    lockId: (r.lock_id as string | null) ?? null,
-    operation: (r.operation as string | null) ?? null,
-    clientAddr: r.client_addr as string,
-    forced: (r.forced as ForcedReason | null) ?? null,
-  };
-}
-
 function withBody(r: Row | undefined): { meta: VersionMeta; body: Buffer } | null {
   if (!r) return null;
   return { meta: mapVersion(r)!, body: r.body as Buffer };
 }
 
-function mapLock(r: Row | undefined): LockRecord | null {
-  if (!r) return null;
-  return {
-    key: r.key as string,
-    id: r.lock_id as string,
-    operation: r.operation as string,
-    who: r.who as string,
-    version: r.version as string,
-    created: (r.created as string | null) ?? null,
-    info: r.info as string,
-    path: r.path as string,
-    raw: r.raw as string,
-    acquiredAt: r.acquired_at as string,
-    lastActivityAt: r.last_activity_at as string,
-    clientAddr: r.client_addr as string,
-    userAgent: r.user_agent as string,
-    sessionId: (r.session_id as string | null) ?? null,
-    session: r.s_id ? mapSession(r, 's_') : null,
-  };
-}
-
-/** A session row, from `sessions` itself (prefix '') or joined onto a lock (prefix 's_'). */
-function mapSession(r: Row, p: string): SessionRecord {
-  return {
-    id: r[`${p}id`] as string,
-    key: r[`${p}key`] as string,
-    ttlMs: r[`${p}ttl_ms`] as number,
-    createdAt: r[`${p}created_at`] as string,
-    expiresAt: r[`${p}expires_at`] as string,
-    lastHeartbeatAt: r[`${p}last_heartbeat_at`] as string,
-    endedAt: (r[`${p}ended_at`] as string | null) ?? null,
-    endReason: (r[`${p}end_reason`] as string | null) ?? null,
-    clientAddr: r[`${p}client_addr`] as string,
-    userAgent: r[`${p}user_agent`] as string,
-    holder: JSON.parse(r[`${p}holder`] as string) as Record<string, unknown>,
-    ci: JSON.parse(r[`${p}ci`] as string) as Record<string, string>,
-  };
-}
-
-function mapRejected(r: Row): RejectedWrite {
-  return {
-    id: r.id as number,
-    key: r.key as string,
-    lockId: r.lock_id as string,
-    at: r.at as string,
-    serial: r.serial as number,
-    lineage: r.lineage as string,
-    size: r.size as number,
-    sha256: r.sha256 as string,
-    reason: r.reason as string,
-    clientAddr: r.client_addr as string,
-  };
-}
-
-function mapAudit(r: Row): AuditEntry {
-  return {
-    id: r.id as number,
-    at: r.at as string,
-    action: r.action as AuditEntry['action'],
-    key: r.key as string,
-    lockId: (r.lock_id as string | null) ?? null,
-    outcome: r.outcome as AuditEntry['outcome'],
-    clientAddr: r.client_addr as string,
-    userAgent: r.user_agent as string,
-    principal: (r.principal as string | null) ?? null,
-    detail: JSON.parse(r.detail as string) as Record<string, unknown>,
-  };
-}

@@ -1,0 +1,111 @@
+/**
+ * The PostgreSQL schema, as ordered migrations (the same model as the SQLite engine's). Keys use the
+ * "C" collation so that ordering and prefix ranges are by bytes, as in SQLite. Bodies are stored in
+ * chunks, so that a large state never has to pass through one giant bytea value.
+ */
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE states (
+    key                TEXT COLLATE "C" PRIMARY KEY,
+    current_version_id BIGINT,
+    version_count      INTEGER NOT NULL DEFAULT 0,
+    deleted_at         TEXT,
+    updated_at         TEXT NOT NULL
+  );
+
+  CREATE TABLE versions (
+    id          BIGSERIAL PRIMARY KEY,
+    key         TEXT COLLATE "C" NOT NULL,
+    seq         INTEGER NOT NULL,
+    serial      BIGINT NOT NULL,
+    lineage     TEXT NOT NULL,
+    md5         TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    encrypted   BOOLEAN NOT NULL,
+    created_at  TEXT NOT NULL,
+    lock_id     TEXT,
+    operation   TEXT,
+    client_addr TEXT NOT NULL,
+    forced      TEXT,
+    UNIQUE (key, seq)
+  );
+  CREATE INDEX versions_by_serial ON versions (key, lineage, serial);
+
+  CREATE TABLE version_chunks (
+    version_id BIGINT NOT NULL REFERENCES versions (id),
+    n          INTEGER NOT NULL,
+    data       BYTEA NOT NULL,
+    PRIMARY KEY (version_id, n)
+  );
+
+  CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY,
+    key               TEXT COLLATE "C" NOT NULL,
+    ttl_ms            INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    expires_at        TEXT NOT NULL,
+    last_heartbeat_at TEXT NOT NULL,
+    ended_at          TEXT,
+    end_reason        TEXT,
+    client_addr       TEXT NOT NULL,
+    user_agent        TEXT NOT NULL,
+    holder            TEXT NOT NULL,
+    ci                TEXT NOT NULL
+  );
+
+  CREATE TABLE locks (
+    key              TEXT COLLATE "C" PRIMARY KEY,
+    lock_id          TEXT NOT NULL,
+    operation        TEXT NOT NULL,
+    who              TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    created          TEXT,
+    info             TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    raw              TEXT NOT NULL,
+    acquired_at      TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL,
+    client_addr      TEXT NOT NULL,
+    user_agent       TEXT NOT NULL,
+    session_id       TEXT
+  );
+
+  CREATE TABLE released_locks (
+    key         TEXT COLLATE "C" NOT NULL,
+    lock_id     TEXT NOT NULL,
+    released_at TEXT NOT NULL,
+    PRIMARY KEY (key, lock_id)
+  );
+
+  CREATE TABLE rejected_writes (
+    id          BIGSERIAL PRIMARY KEY,
+    key         TEXT COLLATE "C" NOT NULL,
+    lock_id     TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    serial      BIGINT NOT NULL,
+    lineage     TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    sha256      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    body        BYTEA NOT NULL
+  );
+  CREATE INDEX rejected_by_key ON rejected_writes (key, id);
+
+  CREATE TABLE audit (
+    id          BIGSERIAL PRIMARY KEY,
+    at          TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    key         TEXT COLLATE "C" NOT NULL,
+    lock_id     TEXT,
+    outcome     TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    user_agent  TEXT NOT NULL,
+    principal   TEXT,
+    detail      TEXT NOT NULL
+  );
+  CREATE INDEX audit_by_key ON audit (key, id);
+  CREATE INDEX audit_by_time ON audit (at);
+  `,
+];
