@@ -1,13 +1,39 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import type { ClientContext } from '../src/audit/audit-entry.js';
 import { StatelockError } from '../src/server/errors.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import type { LockRecord, NewVersion, Store } from '../src/store/store.js';
 import { tempDir } from './support/server-process.js';
+import { PostgresStore } from '../src/store/postgres/postgres-store.js';
+import { PG_SKIP_REASON, pgAvailable, psql, startPostgres, type PgCluster } from './support/postgres.js';
 
-/** Every engine runs the same contract. PostgreSQL joins this list when its engine lands. */
-const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store> }> = [{ name: 'sqlite', open: async (dir) => new SqliteStore(dir) }];
+/**
+ * Every engine runs the same contract. PostgreSQL: one private cluster for the file, a database per
+ * "directory" (the same directory opens the same database, as two SQLite stores on one file do).
+ */
+let cluster: Promise<PgCluster> | null = null;
+const databases = new Map<string, Promise<string>>();
+const postgresFor = (dir: string): Promise<string> => {
+  cluster ??= startPostgres();
+  let db = databases.get(dir);
+  if (!db) {
+    const name = `conformance_${databases.size + 1}`;
+    db = cluster.then(async (c) => {
+      await psql(c, `CREATE DATABASE ${name}`);
+      return c.url.replace(/\/statelock$/, `/${name}`);
+    });
+    databases.set(dir, db);
+  }
+  return db;
+};
+const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store>; skip: string | false }> = [
+  { name: 'sqlite', open: async (dir) => new SqliteStore(dir), skip: false },
+  { name: 'postgres', open: async (dir) => PostgresStore.open(await postgresFor(dir)), skip: pgAvailable() ? false : PG_SKIP_REASON },
+];
+after(async () => {
+  if (cluster) await (await cluster).stop('fast');
+});
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'test', principal: null };
 
@@ -27,7 +53,7 @@ async function put(store: Store, key: string, serial: number, body?: string) {
 }
 
 for (const engine of ENGINES) {
-  describe(`store contract: ${engine.name}`, () => {
+  describe(`store contract: ${engine.name}`, { skip: engine.skip }, () => {
     test('update sees the previous commit and numbers versions 1, 2, 3', async () => {
       const store = await engine.open(tempDir());
       assert.equal(await put(store, 'a/k', 1), 1);

@@ -38,7 +38,9 @@ export class LockService {
   constructor(
     private readonly store: Store,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    store.onLockReleased?.((key) => void this.waiters.wake(key));
+  }
 
   /**
    * Takes the lock on `key` with the client's lock-info body, or fails with the holder — at once, or

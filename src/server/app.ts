@@ -7,6 +7,7 @@ import { ApiDoor } from '../protocols/api/api-door.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
 import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
 import type { ServerConfig } from './config.js';
 import { StatelockError } from './errors.js';
@@ -35,7 +36,9 @@ export interface App {
 
 export async function startApp(config: ServerConfig): Promise<App> {
   const logger = createLogger(config.logLevel);
-  const store = new SqliteStore(config.dataDir);
+  const store: Store = config.databaseUrl
+    ? await PostgresStore.open(config.databaseUrl, (err) => logger.warn('database connection lost', { error: err.message }))
+    : new SqliteStore(config.dataDir);
   const metrics = new Metrics();
   const state = new StateService(store, metrics);
   const locks = new LockService(store, metrics);

@@ -5,6 +5,8 @@ export interface ServerConfig {
   /** 0 picks a free port. */
   port: number;
   dataDir: string;
+  /** A PostgreSQL URL: run on PostgreSQL (several replicas may share it) instead of SQLite in dataDir. */
+  databaseUrl: string | null;
   logLevel: LogLevel;
   /** Largest request body accepted, in bytes (413 beyond). */
   maxBodyBytes: number;
@@ -14,7 +16,7 @@ export interface ServerConfig {
   releaseDeadAfterMs: number | null;
 }
 
-export const DEFAULTS: Omit<ServerConfig, 'dataDir'> = {
+export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   host: '127.0.0.1',
   port: 8080,
   logLevel: 'info',

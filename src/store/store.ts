@@ -175,6 +175,13 @@ export interface Store {
   listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>>;
   readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; body: Buffer } | null>;
 
+  /**
+   * Capability of engines shared by several server processes: `listener` is called with a key whenever
+   * a lock on it is released or replaced by any process, so waiters there wake (PostgreSQL: NOTIFY).
+   * Single-process engines leave it out; the lock service wakes its own waiters.
+   */
+  onLockReleased?(listener: (key: string) => void): void;
+
   /** Finishes pending work and releases the database. Idempotent. */
   close(): Promise<void>;
 }

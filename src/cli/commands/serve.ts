@@ -6,11 +6,13 @@ import { parseOptions } from '../parse-options.js';
 import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../usage-error.js';
 
-const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
+const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --database URL] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
 
   --host            address to listen on (default 127.0.0.1)
   --port            port to listen on; 0 picks a free port and prints it (default 8080)
   --data            directory of the SQLite database (default ./.statelock)
+  --database URL    run on PostgreSQL instead (postgres://user:pass@host:5432/db; env STATELOCK_DATABASE_URL);
+                    several replicas may share one database
   --log-level       debug | info | warn | error (default info); logs are JSON lines on stderr
   --max-body-bytes  largest request body accepted (default 536870912 = 512 MiB)
   --release-dead-after D
@@ -27,6 +29,7 @@ export async function runServe(args: string[]): Promise<number> {
       host: { type: 'string' },
       port: { type: 'string' },
       data: { type: 'string' },
+      database: { type: 'string' },
       'log-level': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'release-dead-after': { type: 'string' },
@@ -40,7 +43,9 @@ export async function runServe(args: string[]): Promise<number> {
   const config: ServerConfig = {
     ...DEFAULTS,
     dataDir: resolve(String(values.data ?? '.statelock')),
+    databaseUrl: (values.database as string | undefined) ?? (process.env.STATELOCK_DATABASE_URL || null),
   };
+  if (config.databaseUrl !== null && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) throw new UsageError('--database must be a postgres:// URL');
   if (values.host !== undefined) config.host = String(values.host);
   if (values.port !== undefined) config.port = intOption('--port', values.port, 0, 65535);
   if (values['max-body-bytes'] !== undefined) config.maxBodyBytes = intOption('--max-body-bytes', values['max-body-bytes'], 1, Number.MAX_SAFE_INTEGER);
@@ -57,8 +62,8 @@ export async function runServe(args: string[]): Promise<number> {
 
   const started = performance.now();
   const app = await startApp(config);
-  app.logger.info('listening', { url: app.url, dataDir: config.dataDir, engine: app.store.engine, startupMs: Math.round(performance.now() - started) });
-  process.stdout.write(banner(app.url, config.dataDir));
+  app.logger.info('listening', { url: app.url, ...(config.databaseUrl ? {} : { dataDir: config.dataDir }), engine: app.store.engine, startupMs: Math.round(performance.now() - started) });
+  process.stdout.write(banner(app.url, config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`));
 
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
@@ -77,9 +82,9 @@ function intOption(name: string, raw: unknown, min: number, max: number): number
   return Number(text);
 }
 
-function banner(url: string, dataDir: string): string {
+function banner(url: string, storage: string): string {
   const address = `${url}/state/team/app/prod/terraform.tfstate`;
-  return `statelock listening on ${url} (SQLite in ${dataDir})
+  return `statelock listening on ${url} (${storage})
 
 Paste into your Terraform configuration, one key per state (the path after /state/):
 

@@ -1,0 +1,369 @@
+import pg from 'pg';
+import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
+import { StatelockError } from '../../server/errors.js';
+import { prefixUpperBound } from '../../state/state-key.js';
+import { mapAudit, mapLock, mapRejected, mapSession, mapVersion, type Row } from '../rows.js';
+import type { AuditQuery, Changes, Decision, KeySnapshot, LockRecord, Page, RejectedWrite, SessionRecord, StateSummary, Store, VersionMeta } from '../store.js';
+import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+
+/** Bodies are stored in chunks of this size, so no single bytea value (and its hex text on the wire) is huge. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+/** pg_advisory_lock key that serialises migrations when several replicas start at once. */
+const MIGRATION_LOCK = 72_620_01;
+/** NOTIFY channel: a lock was released or replaced on some replica; waiters on every replica wake. */
+const RELEASED_CHANNEL = 'statelock_lock_released';
+
+const VERSION_COLUMNS = 'v.id, v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
+const LOCK_SELECT =
+  'SELECT l.*, s.id AS s_id, s.key AS s_key, s.ttl_ms AS s_ttl_ms, s.created_at AS s_created_at, s.expires_at AS s_expires_at, s.last_heartbeat_at AS s_last_heartbeat_at, s.ended_at AS s_ended_at, s.end_reason AS s_end_reason, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, s.holder AS s_holder, s.ci AS s_ci FROM locks l LEFT JOIN sessions s ON s.id = l.session_id';
+
+type Q = pg.PoolClient | pg.Pool;
+
+/**
+ * The replicated engine: several statelock processes on one PostgreSQL database. Each
+ * {@link Store.update} is one transaction that first takes a transaction-scoped advisory lock on the
+ * key (so it works for keys that have no row yet), then reads the snapshot, applies the rule's changes
+ * and commits: two replicas can never act on the same snapshot. Lock releases are announced with
+ * NOTIFY so that `?wait=` waiters on every replica wake within milliseconds.
+ */
+export class PostgresStore implements Store {
+  readonly engine = 'postgres';
+  private readonly pool: pg.Pool;
+  private listener: pg.Client | null = null;
+  private readonly releaseListeners: Array<(key: string) => void> = [];
+  private closed = false;
+
+  private constructor(private readonly url: string, private readonly onError: (err: Error) => void) {
+    this.pool = new pg.Pool({ connectionString: url, max: 16, connectionTimeoutMillis: 5_000 });
+    // An idle client's connection dying (a restart of PostgreSQL) must not crash the process.
+    this.pool.on('error', (err) => this.onError(err));
+  }
+
+  /** Connects, creates or migrates the schema (safe when several replicas start at once), and starts listening. */
+  static async open(url: string, onError: (err: Error) => void = () => undefined): Promise<PostgresStore> {
+    const store = new PostgresStore(url, onError);
+    try {
+      await translate(() => store.migrate());
+      void store.listen();
+      return store;
+    } catch (err) {
+      await store.pool.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      await c.query('CREATE TABLE IF NOT EXISTS statelock_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+      const applied = Number((await c.query('SELECT coalesce(max(version), 0) AS v FROM statelock_migrations')).rows[0].v);
+      for (let i = applied; i < POSTGRES_MIGRATIONS.length; i++) {
+        await c.query('BEGIN');
+        try {
+          await c.query(POSTGRES_MIGRATIONS[i]!);
+          await c.query('INSERT INTO statelock_migrations (version, applied_at) VALUES ($1, $2)', [i + 1, new Date().toISOString()]);
+          await c.query('COMMIT');
+        } catch (err) {
+          await c.query('ROLLBACK');
+          throw err;
+        }
+      }
+    } finally {
+      await c.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+      c.release();
+    }
+  }
+
+  /** A dedicated connection for LISTEN; reconnects by itself after an outage. */
+  private async listen(): Promise<void> {
+    while (!this.closed) {
+      const client = new pg.Client({ connectionString: this.url });
+      try {
+        await client.connect();
+        client.on('notification', (msg) => {
+          if (msg.payload) for (const l of this.releaseListeners) l(msg.payload);
+        });
+        await client.query(`LISTEN ${RELEASED_CHANNEL}`);
+        this.listener = client;
+        await new Promise<void>((resolve) => {
+          client.on('error', () => resolve());
+          client.on('end', () => resolve());
+        });
+      } catch {
+        // PostgreSQL unreachable: retry below.
+      }
+      this.listener = null;
+      await client.end().catch(() => undefined);
+      if (!this.closed) await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  onLockReleased(listener: (key: string) => void): void {
+    this.releaseListeners.push(listener);
+  }
+
+  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
+    const decision = await translate(async () => {
+      const c = await this.pool.connect();
+      let broken = false;
+      try {
+        await c.query('BEGIN');
+        await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+        const snapshot = await this.readSnapshot(c, key, opts.probeLockId ?? null);
+        const d = decide(snapshot);
+        await this.apply(c, key, client, d.changes);
+        await c.query('COMMIT');
+        return d;
+      } catch (err) {
+        broken = await c.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        throw err;
+      } finally {
+        c.release(broken);
+      }
+    });
+    if ('error' in decision) throw decision.error;
+    return decision.result;
+  }
+
+  private async readSnapshot(c: Q, key: string, probe: string | null): Promise<KeySnapshot> {
+    const [current, lock, state, released] = [
+      await c.query(`SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = $1`, [key]),
+      await c.query(`${LOCK_SELECT} WHERE l.key = $1`, [key]),
+      await c.query('SELECT version_count FROM states WHERE key = $1', [key]),
+      probe ? await c.query('SELECT 1 FROM released_locks WHERE key = $1 AND lock_id = $2', [key, probe]) : null,
+    ];
+    const currentMeta = mapVersion(current.rows[0] as Row | undefined);
+    const highest = currentMeta ? await c.query('SELECT max(serial) AS s FROM versions WHERE key = $1 AND lineage = $2', [key, currentMeta.lineage]) : null;
+    return {
+      key,
+      current: currentMeta,
+      lock: mapLock(lock.rows[0] as Row | undefined),
+      versionCount: Number((state.rows[0] as Row | undefined)?.version_count ?? 0),
+      highestSerial: highest ? Number(highest.rows[0].s ?? 0) : 0,
+      probedLockIdReleased: released ? (released.rowCount ?? 0) > 0 : false,
+    };
+  }
+
+  private async apply(c: pg.PoolClient, key: string, client: ClientContext, changes: Changes): Promise<void> {
+    const now = new Date().toISOString();
+    const v = changes.newVersion;
+    if (v) {
+      const inserted = await c.query(
+        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+        [key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.createdAt, v.lockId, v.operation, v.clientAddr, v.forced],
+      );
+      const id = inserted.rows[0].id as string;
+      for (let n = 0, at = 0; at < v.body.length || n === 0; n++, at += CHUNK_BYTES) {
+        await c.query('INSERT INTO version_chunks (version_id, n, data) VALUES ($1, $2, $3)', [id, n, v.body.subarray(at, at + CHUNK_BYTES)]);
+      }
+      await c.query(
+        `INSERT INTO states (key, current_version_id, version_count, deleted_at, updated_at) VALUES ($1, $2, $3, NULL, $4)
+         ON CONFLICT (key) DO UPDATE SET current_version_id = excluded.current_version_id, version_count = excluded.version_count, deleted_at = NULL, updated_at = excluded.updated_at`,
+        [key, id, v.seq, now],
+      );
+    }
+    if (changes.deleteState) await c.query('UPDATE states SET current_version_id = NULL, deleted_at = $1, updated_at = $1 WHERE key = $2', [now, key]);
+    const lock = changes.lock;
+    if (lock && ('set' in lock || 'clear' in lock)) {
+      const held = (await c.query('SELECT lock_id FROM locks WHERE key = $1', [key])).rows[0]?.lock_id as string | undefined;
+      const next = 'set' in lock ? lock.set.id : null;
+      if (held !== undefined && held !== next) {
+        await c.query('INSERT INTO released_locks (key, lock_id, released_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [key, held, now]);
+        await c.query('SELECT pg_notify($1, $2)', [RELEASED_CHANNEL, key]); // delivered on commit
+      }
+    }
+    if (lock && 'set' in lock) {
+      const l: LockRecord = lock.set;
+      await c.query(
+        `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (key) DO UPDATE SET lock_id = excluded.lock_id, operation = excluded.operation, who = excluded.who, version = excluded.version,
+           created = excluded.created, info = excluded.info, path = excluded.path, raw = excluded.raw, acquired_at = excluded.acquired_at,
+           last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id`,
+        [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId],
+      );
+    }
+    if (lock && 'clear' in lock) await c.query('DELETE FROM locks WHERE key = $1', [key]);
+    if (lock && 'touch' in lock) await c.query('UPDATE locks SET last_activity_at = $1 WHERE key = $2', [lock.touch, key]);
+    const r = changes.rejectedWrite;
+    if (r) {
+      await c.query(
+        'INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+        [key, r.lockId, now, r.serial, r.lineage, r.size, r.sha256, r.reason, r.clientAddr, r.body],
+      );
+    }
+    if (changes.endSession) await c.query('UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL', [now, changes.endSession.reason, changes.endSession.id]);
+    for (const e of changes.audit ?? []) {
+      await c.query(
+        'INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+        [now, e.action, e.key, e.lockId, e.outcome, client.addr, client.userAgent, client.principal, JSON.stringify(e.detail)],
+      );
+    }
+  }
+
+  private async body(versionId: unknown): Promise<Buffer> {
+    const rows = (await this.pool.query('SELECT data FROM version_chunks WHERE version_id = $1 ORDER BY n', [versionId])).rows as Array<{ data: Buffer }>;
+    return rows.length === 1 ? rows[0]!.data : Buffer.concat(rows.map((r) => r.data));
+  }
+
+  private async withBody(row: Row | undefined): Promise<{ meta: VersionMeta; body: Buffer } | null> {
+    if (!row) return null;
+    return { meta: mapVersion(row)!, body: await this.body(row.id) };
+  }
+
+  readCurrent(key: string) {
+    return translate(async () => this.withBody((await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = $1`, [key])).rows[0]));
+  }
+
+  readVersion(key: string, which: { seq: number } | { serial: number }) {
+    return translate(async () => {
+      const res =
+        'seq' in which
+          ? await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = $1 AND v.seq = $2`, [key, which.seq])
+          : await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = $1 AND v.serial = $2 ORDER BY v.seq DESC LIMIT 1`, [key, which.serial]);
+      return this.withBody(res.rows[0]);
+    });
+  }
+
+  listVersions(key: string, opts: { after?: number; limit: number }): Promise<Page<VersionMeta>> {
+    return translate(async () => {
+      const rows = (await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = $1 AND v.seq > $2 ORDER BY v.seq LIMIT $3`, [key, opts.after ?? 0, opts.limit + 1])).rows as Row[];
+      const items = rows.slice(0, opts.limit).map((r) => mapVersion(r)!);
+      return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.seq) : null };
+    });
+  }
+
+  listStates(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<StateSummary>> {
+    return translate(async () => {
+      const { where, params } = keyRange('s.key', opts.prefix, opts.after);
+      const rows = (
+        await this.pool.query(
+          `SELECT ${VERSION_COLUMNS}, s.version_count, (l.key IS NOT NULL) AS locked
+           FROM states s JOIN versions v ON v.id = s.current_version_id LEFT JOIN locks l ON l.key = s.key
+           WHERE ${where} ORDER BY s.key LIMIT $${params.length + 1}`,
+          [...params, opts.limit + 1],
+        )
+      ).rows as Row[];
+      const items = rows.slice(0, opts.limit).map((r) => ({ key: r.key as string, current: mapVersion(r)!, versionCount: Number(r.version_count), locked: r.locked === true }));
+      return { items, next: rows.length > opts.limit ? items[items.length - 1]!.key : null };
+    });
+  }
+
+  getLock(key: string) {
+    return translate(async () => mapLock((await this.pool.query(`${LOCK_SELECT} WHERE l.key = $1`, [key])).rows[0]));
+  }
+
+  listLocks(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<LockRecord>> {
+    return translate(async () => {
+      const { where, params } = keyRange('l.key', opts.prefix, opts.after);
+      const rows = (await this.pool.query(`${LOCK_SELECT} WHERE ${where} ORDER BY l.key LIMIT $${params.length + 1}`, [...params, opts.limit + 1])).rows as Row[];
+      const items = rows.slice(0, opts.limit).map((r) => mapLock(r)!);
+      return { items, next: rows.length > opts.limit ? items[items.length - 1]!.key : null };
+    });
+  }
+
+  countLocks() {
+    return translate(async () => Number((await this.pool.query('SELECT count(*) AS n FROM locks')).rows[0].n));
+  }
+
+  listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
+    return translate(async () => {
+      const params: unknown[] = [query.after ?? 0];
+      const conditions = ['id > $1'];
+      if (query.key !== undefined) params.push(query.key), conditions.push(`key = $${params.length}`);
+      if (query.since !== undefined) params.push(query.since), conditions.push(`at >= $${params.length}`);
+      if (query.action !== undefined) params.push(query.action), conditions.push(`action = $${params.length}`);
+      params.push(query.limit + 1);
+      const rows = (await this.pool.query(`SELECT * FROM audit WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT $${params.length}`, params)).rows as Row[];
+      const items = rows.slice(0, query.limit).map(mapAudit);
+      return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+    });
+  }
+
+  createSession(s: SessionRecord): Promise<void> {
+    return translate(async () => {
+      await this.pool.query(
+        `INSERT INTO sessions (id, key, ttl_ms, created_at, expires_at, last_heartbeat_at, ended_at, end_reason, client_addr, user_agent, holder, ci)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9, $10)`,
+        [s.id, s.key, s.ttlMs, s.createdAt, s.expiresAt, s.lastHeartbeatAt, s.clientAddr, s.userAgent, JSON.stringify(s.holder), JSON.stringify(s.ci)],
+      );
+    });
+  }
+
+  renewSession(id: string, expiresAt: string, at: string) {
+    return translate(async () => {
+      await this.pool.query('UPDATE sessions SET expires_at = $1, last_heartbeat_at = $2 WHERE id = $3 AND ended_at IS NULL', [expiresAt, at, id]);
+      return this.getSession(id);
+    });
+  }
+
+  getSession(id: string) {
+    return translate(async () => {
+      const row = (await this.pool.query('SELECT * FROM sessions WHERE id = $1', [id])).rows[0] as Row | undefined;
+      return row ? mapSession(row, '') : null;
+    });
+  }
+
+  listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>> {
+    return translate(async () => {
+      const rows = (
+        await this.pool.query('SELECT id, key, lock_id, at, serial, lineage, size, sha256, reason, client_addr FROM rejected_writes WHERE key = $1 AND id > $2 ORDER BY id LIMIT $3', [key, opts.after ?? 0, opts.limit + 1])
+      ).rows as Row[];
+      const items = rows.slice(0, opts.limit).map(mapRejected);
+      return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.id) : null };
+    });
+  }
+
+  readRejected(key: string, id: number) {
+    return translate(async () => {
+      const row = (await this.pool.query('SELECT * FROM rejected_writes WHERE key = $1 AND id = $2', [key, id])).rows[0] as Row | undefined;
+      return row ? { meta: mapRejected(row), body: row.body as Buffer } : null;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.listener?.end().catch(() => undefined);
+    await this.pool.end();
+  }
+}
+
+function keyRange(column: string, prefix?: string, after?: string): { where: string; params: unknown[] } {
+  const conditions = ['true'];
+  const params: unknown[] = [];
+  if (prefix) {
+    params.push(prefix);
+    conditions.push(`${column} >= $${params.length}`);
+    const upper = prefixUpperBound(prefix);
+    if (upper !== null) params.push(upper), conditions.push(`${column} < $${params.length}`);
+  }
+  if (after !== undefined) params.push(after), conditions.push(`${column} > $${params.length}`);
+  return { where: conditions.join(' AND '), params };
+}
+
+/** SQLSTATE classes and socket errors that mean "the database is not reachable right now". */
+const UNAVAILABLE = /^(08|57P0[1-3]|53300|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN)/;
+
+/**
+ * Driver errors become domain errors here, once: an unreachable or restarting PostgreSQL is a 503 the
+ * client retries (Terraform does); anything else is a bug and stays as it is.
+ */
+async function translate<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StatelockError) throw err;
+    const code = String((err as { code?: unknown }).code ?? '');
+    const message = (err as Error).message ?? '';
+    if (UNAVAILABLE.test(code) || /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED|Client has encountered a connection error/i.test(message)) {
+      throw new StatelockError('STORE_UNAVAILABLE', { reason: code || message });
+    }
+    throw err;
+  }
+}
