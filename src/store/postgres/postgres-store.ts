@@ -52,8 +52,24 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async migrate(): Promise<void> {
+  /**
+   * A pooled client for a transaction. A checked-out client whose connection dies emits 'error' on
+   * itself (the pool's handler covers idle ones only); unhandled, that would crash the server.
+   */
+  private async checkout(): Promise<pg.PoolClient & { done(broken?: boolean): void }> {
     const c = await this.pool.connect();
+    const onError = (err: Error) => this.onError(err);
+    c.on('error', onError);
+    return Object.assign(c, {
+      done: (broken = false) => {
+        c.off('error', onError);
+        c.release(broken);
+      },
+    });
+  }
+
+  private async migrate(): Promise<void> {
+    const c = await this.checkout();
     try {
       await c.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
       await c.query('CREATE TABLE IF NOT EXISTS statelock_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
@@ -71,7 +87,7 @@ export class PostgresStore implements Store {
       }
     } finally {
       await c.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
-      c.release();
+      c.done();
     }
   }
 
@@ -79,6 +95,10 @@ export class PostgresStore implements Store {
   private async listen(): Promise<void> {
     while (!this.closed) {
       const client = new pg.Client({ connectionString: this.url });
+      const lost = new Promise<void>((resolve) => {
+        client.on('error', () => resolve());
+        client.on('end', () => resolve());
+      });
       try {
         await client.connect();
         client.on('notification', (msg) => {
@@ -86,10 +106,7 @@ export class PostgresStore implements Store {
         });
         await client.query(`LISTEN ${RELEASED_CHANNEL}`);
         this.listener = client;
-        await new Promise<void>((resolve) => {
-          client.on('error', () => resolve());
-          client.on('end', () => resolve());
-        });
+        await lost;
       } catch {
         // PostgreSQL unreachable: retry below.
       }
@@ -105,7 +122,7 @@ export class PostgresStore implements Store {
 
   async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
     const decision = await translate(async () => {
-      const c = await this.pool.connect();
+      const c = await this.checkout();
       let broken = false;
       try {
         await c.query('BEGIN');
@@ -122,7 +139,7 @@ export class PostgresStore implements Store {
         );
         throw err;
       } finally {
-        c.release(broken);
+        c.done(broken);
       }
     });
     if ('error' in decision) throw decision.error;
