@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { lockBody, rawRequest, stateBody, type RawResponse } from './support/http.js';
-import { PG_SKIP_REASON, pgAvailable, startPostgres, type PgCluster } from './support/postgres.js';
+import { PG_SKIP_REASON, pgAvailable, psql, startPostgres, type PgCluster } from './support/postgres.js';
 import { startServer, type RunningServer } from './support/server-process.js';
 
 /**
@@ -140,3 +140,20 @@ describe('PostgreSQL: three replicas on one database', { skip: pgAvailable() ? f
     console.log(`# outage: ${outages.count} retried requests; ${[...acked.values()].reduce((n, b) => n + b.length, 0)} acknowledged writes verified after recovery`);
   });
 });
+
+describe('PostgreSQL: replicas starting at once', { skip: pgAvailable() ? false : PG_SKIP_REASON }, () => {
+  test('three replicas started together on an empty database migrate it once and all serve', async () => {
+    const pg = await startPostgres();
+    try {
+      const replicas = await Promise.all([0, 1, 2].map(() => startServer({ args: ['--database', pg.url] })));
+      for (const r of replicas) assert.equal((await rawRequest(`${r.url}/readyz`)).json<{ engine: string }>().engine, 'postgres');
+      assert.equal((await psql(pg, 'SELECT count(*) FROM statelock_migrations')).trim(), '1', 'each migration applied exactly once');
+      assert.equal((await rawRequest(`${replicas[0]!.url}/state/boot/k`, { method: 'POST', body: stateBody(1, 'L') })).status, 200);
+      assert.equal((await rawRequest(`${replicas[2]!.url}/state/boot/k`)).status, 200, 'one database behind every replica');
+      for (const r of replicas) assert.equal(await r.stop(), 0);
+    } finally {
+      await pg.stop('fast');
+    }
+  });
+});
+
