@@ -9,14 +9,18 @@ import { StatelockError } from './errors.js';
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+  // With a Content-Length (Terraform always sends one) the body goes straight into one buffer of that size.
+  const exact = Number.isFinite(declared) && declared >= 0 ? Buffer.allocUnsafe(declared) : null;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
-    chunks.push(chunk as Buffer);
+    const c = chunk as Buffer;
+    if (size + c.length > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+    if (exact && size + c.length <= exact.length) c.copy(exact, size);
+    else chunks.push(c);
+    size += c.length;
   }
-  const body = Buffer.concat(chunks, size);
+  const body = exact && size === exact.length ? exact : Buffer.concat(exact ? [exact.subarray(0, Math.min(size, exact.length)), ...chunks] : chunks, size);
   const given = req.headers['content-md5'];
   if (typeof given === 'string' && given !== '') {
     const actual = createHash('md5').update(body).digest('base64');

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
-import { parseJsonObject } from '../shared/json-object.js';
+import { isUtf8 } from 'node:buffer';
+import { JsonSyntaxError, scanTopLevelObject } from './json-scan.js';
 
 /** What the server may read from a state body: its top-level serial and lineage (the only fields OpenTofu's encrypted envelope keeps in the clear). */
 export interface StateHeader {
@@ -23,14 +24,33 @@ export interface Digests {
  * @throws StatelockError INVALID_STATE when the body is not a JSON object with an integer serial and a string lineage.
  */
 export function parseStateHeader(body: Buffer): StateHeader {
-  const { doc } = parseJsonObject(body, invalidState);
-  const { serial, lineage } = doc;
+  // Checked in place: decoding a large state into a string and an object graph would cost several copies of it.
+  if (!isUtf8(body)) throw invalidState('the body is not valid UTF-8');
+  let members: Map<string, { start: number; end: number }>;
+  try {
+    members = scanTopLevelObject(body).members;
+  } catch (err) {
+    if (!(err instanceof JsonSyntaxError)) throw err;
+    throw invalidState(body.length > 0 && body[firstNonSpace(body)] !== 0x7b ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})`);
+  }
+  const read = (key: string): unknown => {
+    const span = members.get(key);
+    return span ? JSON.parse(body.subarray(span.start, span.end).toString('utf8')) : undefined;
+  };
+  const serial = read('serial');
+  const lineage = read('lineage');
   if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
     throw invalidState('"serial" must be a non-negative integer');
   }
   if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
-  const encrypted = 'encrypted_data' in doc && !('version' in doc);
+  const encrypted = members.has('encrypted_data') && !members.has('version');
   return { serial, lineage, encrypted };
+}
+
+function firstNonSpace(b: Buffer): number {
+  let i = 0;
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return i;
 }
 
 export function digest(body: Buffer): Digests {

@@ -223,14 +223,23 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async body(versionId: unknown): Promise<Buffer> {
-    const rows = (await this.pool.query('SELECT data FROM version_chunks WHERE version_id = $1 ORDER BY n', [versionId])).rows as Array<{ data: Buffer }>;
-    return rows.length === 1 ? rows[0]!.data : Buffer.concat(rows.map((r) => r.data));
+  /** Reads a body chunk by chunk into one buffer of its known size, so only one chunk at a time is in flight. */
+  private async body(versionId: unknown, size: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (let n = 0; at < size || n === 0; n++) {
+      const row = (await this.pool.query('SELECT data FROM version_chunks WHERE version_id = $1 AND n = $2', [versionId, n])).rows[0] as { data: Buffer } | undefined;
+      if (!row) break;
+      at += row.data.copy(out, at);
+    }
+    if (at !== size) throw new Error(`version ${String(versionId)}: stored chunks hold ${at} bytes, not ${size}`);
+    return out;
   }
 
   private async withBody(row: Row | undefined): Promise<{ meta: VersionMeta; body: Buffer } | null> {
     if (!row) return null;
-    return { meta: mapVersion(row)!, body: await this.body(row.id) };
+    const meta = mapVersion(row)!;
+    return { meta, body: await this.body(row.id, meta.size) };
   }
 
   readCurrent(key: string) {
