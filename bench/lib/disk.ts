@@ -1,0 +1,28 @@
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { percentile } from './stats.js';
+
+/**
+ * The floor under every durable commit: append 4 KiB + fdatasync, `count` times, in the directory the
+ * servers' data dirs live in (os.tmpdir()). SQLite in WAL mode with synchronous=FULL syncs the WAL on
+ * every commit, so one LOCK or UNLOCK costs at least one of these.
+ */
+export function fsyncProbe(count = 200): { p50Ms: number; p99Ms: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'statelock-bench-fsync-'));
+  const fd = openSync(join(dir, 'probe'), 'w');
+  const page = Buffer.alloc(4096, 7);
+  const lat: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      writeSync(fd, page);
+      fdatasyncSync(fd);
+      lat.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) };
+}
