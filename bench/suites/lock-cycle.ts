@@ -6,6 +6,7 @@ import { cpuMs, startBaseline } from '../lib/processes.js';
 import { figure, type Figure } from '../lib/report.js';
 import { median, percentile, progress } from '../lib/stats.js';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { pgAvailable, startPostgres } from '../../test/support/postgres.js';
 
 export interface CycleRun {
   cycles: number;
@@ -80,7 +81,7 @@ function tmpfsDir(): string | null {
   }
 }
 
-type Target = 'statelock' | 'baseline' | 'tmpfs';
+type Target = 'statelock' | 'baseline' | 'tmpfs' | 'postgres';
 
 export async function lockCycleSuite(opts: { runs: number; seconds: number; warmupSeconds: number }): Promise<{ figures: Figure[]; raw: unknown }> {
   const statelock = await startServer({ logLevel: 'warn' });
@@ -88,6 +89,9 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
   // Diagnostic only: the same server with its data on tmpfs, where fsync costs nothing (NOT durable).
   const shm = tmpfsDir();
   const onTmpfs = shm ? await startServer({ logLevel: 'warn', dataDir: shm }) : null;
+  // The PostgreSQL engine (a private cluster on this machine, fsync on), when PostgreSQL is installed.
+  const pg = pgAvailable() ? await startPostgres() : null;
+  const onPostgres = pg ? await startServer({ logLevel: 'warn', args: ['--database', pg.url] }) : null;
   const raw: Record<string, Record<Target, CycleRun[]>> = {};
   const figures: Figure[] = [];
   try {
@@ -97,10 +101,11 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         statelock: { url: statelock.url, pid: statelock.proc.pid! },
         baseline: { url: baseline.url, pid: baseline.proc.pid! },
         ...(onTmpfs ? { tmpfs: { url: onTmpfs.url, pid: onTmpfs.proc.pid! } } : {}),
+        ...(onPostgres ? { postgres: { url: onPostgres.url, pid: onPostgres.proc.pid! } } : {}),
       };
       const names = Object.keys(targets) as Target[];
       for (const t of names) await cycles(targets[t]!.url, `/state/bench/warmup-${n}`, n, opts.warmupSeconds, 1e6);
-      const r: Record<Target, CycleRun[]> = (raw[n] = { statelock: [], baseline: [], tmpfs: [] });
+      const r: Record<Target, CycleRun[]> = (raw[n] = { statelock: [], baseline: [], tmpfs: [], postgres: [] });
       for (let run = 0; run < opts.runs; run++) {
         // Rotate which target goes first, so slow drift on this shared machine hits all alike.
         const order = names.map((_, i) => names[(i + run) % names.length]!);
@@ -126,6 +131,22 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
           }),
         );
       }
+      if (r.postgres.length) {
+        const vsSqlite = { benchmark: `1. lock cycle, ${n} client${n > 1 ? 's' : ''}, PostgreSQL engine`, baselineName: 'statelock on SQLite (same run)' };
+        const pgPick = (k: keyof CycleRun) => ({ statelock: r.postgres.map((x) => x[k]), baseline: r.statelock.map((x) => x[k]) });
+        figures.push(
+          figure({
+            ...vsSqlite,
+            metric: 'cycles/s',
+            unit: '/s',
+            better: 'higher',
+            runs: pgPick('cyclesPerSecond'),
+            note: `durable on both (PostgreSQL fsync on, one local cluster); vs the bare Node baseline ${(median(r.postgres.map((x) => x.cyclesPerSecond)) / median(r.baseline.map((x) => x.cyclesPerSecond))).toFixed(2)}×; statelock server CPU per cycle ${median(r.postgres.map((x) => x.serverCpuMsPerCycle)).toFixed(2)} ms`,
+          }),
+        );
+        figures.push(figure({ ...vsSqlite, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: pgPick('p50Ms') }));
+        figures.push(figure({ ...vsSqlite, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: pgPick('p99Ms') }));
+      }
       progress(
         `  statelock ${median(pick('cyclesPerSecond').statelock).toFixed(0)} cycles/s, baseline ${median(pick('cyclesPerSecond').baseline).toFixed(0)} cycles/s${r.tmpfs.length ? `, statelock on tmpfs ${median(r.tmpfs.map((x) => x.cyclesPerSecond)).toFixed(0)} cycles/s` : ''}`,
       );
@@ -149,6 +170,8 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
     await statelock.stop();
     await baseline.stop();
     await onTmpfs?.stop();
+    await onPostgres?.stop();
+    await pg?.stop('fast');
     rmSync(statelock.dataDir, { recursive: true, force: true });
     if (shm) rmSync(shm, { recursive: true, force: true });
   }
