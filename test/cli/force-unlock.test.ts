@@ -1,9 +1,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { runCli, type CliResult } from '../support/cli.js';
+import { runAnswering, runCli } from '../support/cli.js';
 import { rawRequest } from '../support/http.js';
-import { startServer, STATELOCK_BIN, type RunningServer } from '../support/server-process.js';
+import { startServer, type RunningServer } from '../support/server-process.js';
 import { HttpBackendClient, makeState, newLineage } from '../support/terraform-client.js';
 
 /**
@@ -24,42 +23,6 @@ interface AuditPage {
   items: Array<{ action: string; lockId: string | null; outcome: string }>;
 }
 
-/**
- * Runs the CLI with stdin kept open; once the prompt has been printed on stderr, runs `onPrompt` and then
- * answers `answer`. Waits for events only (the timer is a failsafe turning a hang into a failure).
- */
-function runAnswering(args: string[], answer: string, onPrompt: () => Promise<void>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [STATELOCK_BIN, ...args], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let prompted = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no answer in 20 s; stdout: ${stdout}; stderr: ${stderr}`));
-    }, 20_000);
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (prompted || !stderr.includes('Enter a value: ')) return;
-      prompted = true;
-      onPrompt().then(
-        () => child.stdin.end(answer),
-        (err: unknown) => {
-          child.kill('SIGKILL');
-          reject(err as Error);
-        },
-      );
-    });
-    child.stdin.on('error', () => undefined);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (!prompted) return reject(new Error(`exited ${code} without prompting; stdout: ${stdout}; stderr: ${stderr}`));
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('statelock force-unlock', () => {
   let server: RunningServer;

@@ -35,3 +35,40 @@ export function runCli(args: string[], opts: { input?: string | Buffer; env?: Re
     child.stdin.end(opts.input ?? '');
   });
 }
+
+/**
+ * Runs the CLI with stdin kept open; once the prompt has been printed on stderr, runs `onPrompt` and then
+ * answers `answer`. Waits for events only (the timer is a failsafe turning a hang into a failure).
+ */
+export function runAnswering(args: string[], answer: string, onPrompt: () => Promise<void>): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [STATELOCK_BIN, ...args], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let prompted = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no answer in 20 s; stdout: ${stdout}; stderr: ${stderr}`));
+    }, 20_000);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (prompted || !stderr.includes('Enter a value: ')) return;
+      prompted = true;
+      onPrompt().then(
+        () => child.stdin.end(answer),
+        (err: unknown) => {
+          child.kill('SIGKILL');
+          reject(err as Error);
+        },
+      );
+    });
+    child.stdin.on('error', () => undefined);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (!prompted) return reject(new Error(`exited ${code} without prompting; stdout: ${stdout}; stderr: ${stderr}`));
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
