@@ -33,6 +33,7 @@ export const ERROR_REGISTRY = {
   STATE_LOCKED_NO_ID: { status: 423, message: 'state {key} is locked by ID "{holder}" and the write carries no lock ID (?ID=); writes without the lock (-lock=false) are refused while another holds it' },
   SHUTTING_DOWN: { status: 503, message: 'server is shutting down; retry' },
   STORE_UNAVAILABLE: { status: 503, message: 'the database is unavailable ({reason}); retry' },
+  STORE_FULL: { status: 507, message: 'the disk holding the database is full ({reason}): nothing was stored; free space and retry' },
   INTERNAL: { status: 500, message: 'internal error: {reason}' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

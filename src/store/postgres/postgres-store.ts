@@ -386,6 +386,8 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     if (err instanceof StatelockError) throw err;
     const code = String((err as { code?: unknown }).code ?? '');
+    // 53100 disk_full, 53200 out_of_memory are not outages of the connection: the database is full.
+    if (code === '53100') throw new StatelockError('STORE_FULL', { reason: code });
     const message = (err as Error).message ?? '';
     if (UNAVAILABLE.test(code) || /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED|Client has encountered a connection error/i.test(message)) {
       throw new StatelockError('STORE_UNAVAILABLE', { reason: code || message });

@@ -265,7 +265,8 @@ function translateDriverErrors<T>(fn: () => T): T {
     return fn();
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR)/.test(code)) {
+    if (typeof code === 'string' && /^SQLITE_FULL/.test(code)) throw new StatelockError('STORE_FULL', { reason: code });
+    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|IOERR)/.test(code)) {
       throw new StatelockError('STORE_UNAVAILABLE', { reason: code });
     }
     throw err;
