@@ -245,7 +245,7 @@ describe(`SQLite server SIGKILLed under load (${ROUNDS} rounds, seed ${SEED})`, 
         `${acquisitions} acquisitions checked, ${heldDuringKill} locks held at the kill, ${orphanLocks} orphaned locks force-unlocked, ` +
         `${unackedLanded} unacknowledged writes landed / ${unackedLost} did not, violations = ${violations.length}, ${elapsed}, seed ${SEED}`,
     );
-    assert.ok(ackedWrites >= ROUNDS, `enough acknowledged writes to mean something (${ackedWrites})`);
+    assert.ok(ackedWrites >= Math.ceil(ROUNDS / 2), `enough acknowledged writes to mean something (${ackedWrites})`);
     assert.deepEqual(violations, [], `violations (replay with STATELOCK_CHAOS_SEED=${SEED})`);
   });
 });

@@ -40,7 +40,7 @@ const { dir: mountDir, skip } = mountTmpfs();
 
 /** Known server behaviour, found by this test: see the report in README.md "## Reliability". */
 const LOCKS_WHILE_FULL_TODO =
-  'server bug: once a checkpoint has filled the disk, every LOCK and every real UNLOCK (holder release or force-unlock) is 507 STORE_FULL until space is freed — the lock rows need WAL space too';
+  'server bug: once the disk is full (the checkpoint after the filling write takes all remaining space), LOCK, UNLOCK by the holder and force-unlock are 507 STORE_FULL as soon as the spare tail of the WAL is used up, until space is freed';
 
 describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () => {
   let server: RunningServer;
