@@ -1,3 +1,6 @@
+import { rng } from '../../test/support/rng.js';
+export { rng };
+
 /**
  * Realistic Terraform v4 state bodies (2-space indent, trailing newline, as Terraform writes them):
  * AWS-like resource instances with random IDs, ARNs, IPs, tags and base64 `private` blobs, so that
@@ -6,16 +9,6 @@
 
 export const LINEAGE = '6f1c3a52-9b7e-4d0a-8c2f-3e5b7a9d1c40';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (r: () => number, n: number) => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('');
 const b64 = (r: () => number, n: number) => {

@@ -1,5 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { rawRequest } from '../support/http.js';
+import { rng } from '../support/rng.js';
+export { rng };
 
 /**
  * Shared pieces of the chaos tests: seeded randomness (so a failing run can be replayed with
@@ -23,17 +25,6 @@ export function chaosSeed(): number {
   return Number(raw) >>> 0;
 }
 
-/** mulberry32: a small, fast, seeded PRNG with values in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A stream derived from the run's seed and some coordinates (round, client …): independent of scheduling. */
 export function derivedRng(seed: number, ...coords: number[]): () => number {
