@@ -322,7 +322,9 @@ describe('statelock run (real binary, real server, Terraform stand-in)', () => {
       const key = newKey('tty');
       const fake = new FakeTerraformFiles();
       const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
-      const cmd = [process.execPath, STATELOCK_BIN, '--server', server.url, 'run', '--key', key, '--', process.execPath, FAKE_TERRAFORM, 'apply'].map(quote).join(' ');
+      // `exec`: script(1) runs the command through $SHELL -c, and a shell left waiting in between (dash, when SHELL is unset)
+      // takes the SIGINT too and exits 130 itself; with exec the wrapper is script's direct child, as in a real terminal.
+      const cmd = 'exec ' + [process.execPath, STATELOCK_BIN, '--server', server.url, 'run', '--key', key, '--', process.execPath, FAKE_TERRAFORM, 'apply'].map(quote).join(' ');
       // script(1) runs the wrapper on a new pseudo-terminal, in its foreground process group; ^C written to it becomes SIGINT there.
       const proc = spawn(scriptBin!, ['-qefc', cmd, '/dev/null'], { env: { ...process.env, ...fake.env(), TF_HTTP_ADDRESS: '', NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
