@@ -44,7 +44,7 @@ function version(seq: number, serial: number, lineage = 'L', body = `{"serial":$
 
 function lockRecord(key: string, id: string): LockRecord {
   const now = new Date().toISOString();
-  return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua', sessionId: null };
+  return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua', sessionId: null, holds: ['http'] };
 }
 
 /** Appends the next version of `key` through update, as the state service does. */
@@ -121,6 +121,64 @@ for (const engine of ENGINES) {
       await store.update('p/2', client, () => ({ result: null, changes: { lock: { clear: true } } }));
       assert.equal(await store.getLock('p/2'), null);
       assert.equal(await store.countLocks(), 3);
+      await store.close();
+    });
+
+    test('lock holds: set with one door, touch adds and drops doors, the lock row keeps them', async () => {
+      const store = await engine.open(tempDir());
+      await store.update('h/1', client, () => ({ result: null, changes: { lock: { set: { ...lockRecord('h/1', 'H'), holds: ['s3'] } } } }));
+      assert.deepEqual((await store.getLock('h/1'))?.holds, ['s3']);
+      await store.update('h/1', client, () => ({ result: null, changes: { lock: { touch: '2030-01-01T00:00:00.000Z', holds: ['s3', 'dynamodb'] } } }));
+      assert.deepEqual((await store.getLock('h/1'))?.holds, ['s3', 'dynamodb']);
+      await store.update('h/1', client, () => ({ result: null, changes: { lock: { touch: '2030-01-01T00:00:01.000Z' } } }));
+      assert.deepEqual((await store.getLock('h/1'))?.holds, ['s3', 'dynamodb'], 'a touch without holds keeps them');
+      await store.update('h/1', client, () => ({ result: null, changes: { lock: { touch: '2030-01-01T00:00:02.000Z', holds: ['dynamodb'] } } }));
+      const l = await store.getLock('h/1');
+      assert.deepEqual([l?.holds, l?.lastActivityAt, l?.id], [['dynamodb'], '2030-01-01T00:00:02.000Z', 'H']);
+      assert.deepEqual((await store.listLocks({ limit: 10 })).items.map((x) => x.holds), [['dynamodb']]);
+      await store.close();
+    });
+
+    test('buckets and lock tables: create once, get, list in name order, delete', async () => {
+      const store = await engine.open(tempDir());
+      const at = new Date().toISOString();
+      assert.equal(await store.createBucket({ name: 'tfstate', region: 'us-east-1', createdAt: at }), true);
+      assert.equal(await store.createBucket({ name: 'tfstate', region: 'eu-west-1', createdAt: at }), false);
+      assert.equal(await store.createBucket({ name: 'acme', region: 'eu-west-1', createdAt: at }), true);
+      assert.deepEqual(await store.getBucket('tfstate'), { name: 'tfstate', region: 'us-east-1', createdAt: at });
+      assert.equal(await store.getBucket('nope'), null);
+      assert.deepEqual((await store.listBuckets()).map((b) => b.name), ['acme', 'tfstate']);
+      assert.equal(await store.deleteBucket('acme'), true);
+      assert.equal(await store.deleteBucket('acme'), false);
+      const definition = { KeySchema: [{ AttributeName: 'LockID', KeyType: 'HASH' }], BillingMode: 'PAY_PER_REQUEST' };
+      assert.equal(await store.createLockTable({ name: 'locks', definition, createdAt: at }), true);
+      assert.equal(await store.createLockTable({ name: 'locks', definition: {}, createdAt: at }), false);
+      assert.deepEqual(await store.getLockTable('locks'), { name: 'locks', definition, createdAt: at });
+      assert.deepEqual((await store.listLockTables()).map((t) => t.name), ['locks']);
+      assert.equal(await store.deleteLockTable('locks'), true);
+      assert.equal(await store.getLockTable('locks'), null);
+      await store.close();
+    });
+
+    test('multipart uploads: parts are kept (a re-sent part replaces), listed in order, read back, deleted with the upload', async () => {
+      const store = await engine.open(tempDir());
+      const at = new Date().toISOString();
+      await store.createUpload({ id: 'U1', key: 'b/big.tfstate', contentType: 'application/json', createdAt: at, clientAddr: client.addr });
+      assert.deepEqual(await store.getUpload('U1'), { id: 'U1', key: 'b/big.tfstate', contentType: 'application/json', createdAt: at, clientAddr: client.addr });
+      const big = Buffer.alloc(6 * 1024 * 1024, 7);
+      await store.putPart('U1', 2, Buffer.from('tail'), 'm2');
+      await store.putPart('U1', 1, Buffer.from('first try'), 'm1a');
+      await store.putPart('U1', 1, big, 'm1');
+      assert.deepEqual(await store.listParts('U1'), [
+        { uploadId: 'U1', partNumber: 1, md5: 'm1', size: big.length },
+        { uploadId: 'U1', partNumber: 2, md5: 'm2', size: 4 },
+      ]);
+      assert.ok((await store.readPart('U1', 1))?.equals(big));
+      assert.equal(await store.readPart('U1', 3), null);
+      assert.equal(await store.deleteUpload('U1'), true);
+      assert.equal(await store.getUpload('U1'), null);
+      assert.deepEqual(await store.listParts('U1'), []);
+      assert.equal(await store.deleteUpload('U1'), false);
       await store.close();
     });
 

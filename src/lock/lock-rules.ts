@@ -1,6 +1,7 @@
 import { StatelockError, type ErrorCode } from '../server/errors.js';
 import type { LockInfo } from './lock-info.js';
 import type { Verdict } from './liveness.js';
+import type { LockDoor } from '../store/store.js';
 
 /** What the rules need to know about the lock currently held on a key. */
 export interface HeldLock {
@@ -66,6 +67,58 @@ export function decideUnlock(key: string, current: HeldLock | null, request: Unl
   }
   if (request.force) return forcedWhileAlive() ?? { kind: 'release', forced: true };
   return { kind: 'release', forced: false };
+}
+
+/** A release through one AWS door: DeleteObject on `<key>.tflock`, or DeleteItem on the lock-table item. */
+export interface DoorReleaseRequest {
+  door: LockDoor;
+  /** The lock ID the request proves it holds, when it carries one; null for an unconditional delete. */
+  id: string | null;
+  /** DynamoDB's `Info = :info` condition: the lock info the caller read, byte for byte. */
+  expectedInfo?: string;
+  evenIfAlive?: boolean;
+}
+
+export type DoorReleaseDecision =
+  | { kind: 'already-free' }
+  /** The lock stays held through the other doors; only this door's hold goes. */
+  | { kind: 'drop-hold'; holds: LockDoor[] }
+  | { kind: 'release'; forced: boolean }
+  | { kind: 'refuse'; error: StatelockError };
+
+/**
+ * May a release through an AWS door go ahead, and what does it release? Pure.
+ *
+ * - Nothing held: success (the second door of a double lock, or a retry).
+ * - A condition that does not hold (another ID, other Info bytes): refused.
+ * - The door holds the lock together with other doors: only its hold is dropped (double locking: Terraform
+ *   releases the `.tflock` object first, then reads the DynamoDB item and deletes it).
+ * - The door is the lock's only hold: the lock is released — by the holder's own unlock, or an operator's
+ *   unconditional delete; the two look the same on the wire.
+ * - The door does not hold the lock (it was taken over http, or through the other AWS door): this is a
+ *   force-unlock, refused while the holder is judged alive unless overridden.
+ */
+export function decideDoorRelease(
+  key: string,
+  current: (HeldLock & { holds: readonly LockDoor[] }) | null,
+  request: DoorReleaseRequest,
+  liveness: { verdict: Verdict; reason: string } = { verdict: 'unknown', reason: '' },
+): DoorReleaseDecision {
+  if (!current) return { kind: 'already-free' };
+  if (request.expectedInfo !== undefined && request.expectedInfo !== current.raw) {
+    return { kind: 'refuse', error: new StatelockError('DYNAMODB_CONDITION_FAILED', {}, current.raw) };
+  }
+  if (request.id !== null && request.id !== current.id) {
+    return { kind: 'refuse', error: new StatelockError('LOCK_ID_MISMATCH', { given: request.id, key, holder: current.id }, current.raw) };
+  }
+  if (current.holds.includes(request.door)) {
+    const rest = current.holds.filter((d) => d !== request.door);
+    return rest.length > 0 ? { kind: 'drop-hold', holds: rest } : { kind: 'release', forced: false };
+  }
+  if (request.id === null && liveness.verdict === 'alive' && !request.evenIfAlive) {
+    return { kind: 'refuse', error: new StatelockError('HOLDER_ALIVE', { key, evidence: liveness.reason }, current.raw) };
+  }
+  return { kind: 'release', forced: request.id === null };
 }
 
 /** Should a lock whose holder has been dead for a while be released by the server itself (`serve --release-dead-after`)? */

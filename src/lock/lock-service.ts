@@ -1,14 +1,16 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import { StatelockError } from '../server/errors.js';
-import type { Decision, LockRecord, Store } from '../store/store.js';
+import type { Decision, LockDoor, LockRecord, Store } from '../store/store.js';
 import { isZeroValuedLockInfo, parseLockInfo, type LockInfo } from './lock-info.js';
-import { decideAutoRelease, decideLock, decideUnlock, type UnlockRequest } from './lock-rules.js';
+import { decideAutoRelease, decideDoorRelease, decideLock, decideUnlock, type DoorReleaseRequest, type UnlockRequest } from './lock-rules.js';
 import { LockWaiters } from './lock-waiters.js';
 import { judgeLiveness, type LivenessJudgement } from './liveness.js';
 
 export type LockResult = { outcome: 'acquired' | 'reacquired'; lock: LockRecord };
 export type UnlockResult = { outcome: 'released' | 'forced' | 'already-free'; previous: LockRecord | null };
+/** A release through an AWS door may only drop that door's hold on a lock held through two doors. */
+export type DoorReleaseResult = UnlockResult | { outcome: 'hold-dropped'; previous: LockRecord };
 
 export interface LockOptions {
   /** Bind the lock to this `statelock run` session (its lease proves the holder alive). */
@@ -17,6 +19,8 @@ export interface LockOptions {
   waitMs?: number;
   /** Aborted when the client goes away while waiting. */
   signal?: AbortSignal;
+  /** The door asking (default http): an AWS door's hold is released on its own (see LockDoor). */
+  door?: LockDoor;
 }
 
 /** The liveness verdict of a held lock, from the evidence the store keeps (see liveness.ts). */
@@ -58,7 +62,7 @@ export class LockService {
     }
     const started = Date.now();
     try {
-      const result = await this.tryLock(key, info, client, sessionId);
+      const result = await this.tryLock(key, info, client, sessionId, opts.door ?? 'http');
       this.metrics.lockAttempts.inc({ result: result.outcome });
       return result;
     } catch (err) {
@@ -66,29 +70,31 @@ export class LockService {
         if (err instanceof StatelockError && err.status === 423) this.metrics.lockAttempts.inc({ result: 'refused' });
         throw err;
       }
-      const result = await this.waitInLine(key, info, client, sessionId, opts.waitMs, err, opts.signal);
+      const result = await this.waitInLine(key, info, client, sessionId, opts.waitMs, err, opts.signal, opts.door ?? 'http');
       this.metrics.lockWaitSeconds.observe((Date.now() - started) / 1000);
       this.metrics.lockAttempts.inc({ result: 'acquired_after_wait' });
       return result;
     }
   }
 
-  private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null): Promise<LockResult> {
+  private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
     return this.store.update(key, client, (snap): Decision<LockResult> => {
       const decision = decideLock(key, snap.lock, info);
       const now = new Date().toISOString();
       if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
       if (decision.kind === 'reacquire') {
-        return { result: { outcome: 'reacquired', lock: { ...snap.lock!, lastActivityAt: now } }, changes: { lock: { touch: now } } };
+        // The holder asking again through another door (double locking) adds that door's hold.
+        const holds = snap.lock!.holds.includes(door) ? snap.lock!.holds : [...snap.lock!.holds, door];
+        return { result: { outcome: 'reacquired', lock: { ...snap.lock!, holds, lastActivityAt: now } }, changes: { lock: { touch: now, holds } } };
       }
       const { raw, ...fields } = info;
-      const lock: LockRecord = { key, ...fields, raw, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: client.userAgent, sessionId };
-      const detail = { operation: info.operation, who: info.who, version: info.version, created: info.created, ...(sessionId ? { session: sessionId } : {}) };
+      const lock: LockRecord = { key, ...fields, raw, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: client.userAgent, sessionId, holds: [door] };
+      const detail = { operation: info.operation, who: info.who, version: info.version, created: info.created, ...(sessionId ? { session: sessionId } : {}), ...(door !== 'http' ? { door } : {}) };
       return { result: { outcome: 'acquired', lock }, changes: { lock: { set: lock }, audit: [{ action: 'lock.acquire', key, lockId: info.id, outcome: 'ok', detail }] } };
     });
   }
 
-  private waitInLine(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, waitMs: number, refusal: StatelockError, signal?: AbortSignal): Promise<LockResult> {
+  private waitInLine(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, waitMs: number, refusal: StatelockError, signal: AbortSignal | undefined, door: LockDoor): Promise<LockResult> {
     return new Promise<LockResult>((resolve, reject) => {
       let last = refusal;
       let done = false;
@@ -104,7 +110,7 @@ export class LockService {
         attempt: async () => {
           if (done) return true;
           try {
-            const result = await this.tryLock(key, info, client, sessionId);
+            const result = await this.tryLock(key, info, client, sessionId, door);
             finish(() => resolve(result));
             return true;
           } catch (err) {
@@ -177,6 +183,45 @@ export class LockService {
       return result;
     } catch (err) {
       if (err instanceof StatelockError && err.status === 409) this.metrics.unlocks.inc({ result: 'refused' });
+      throw err;
+    }
+  }
+
+  /**
+   * A release through an AWS door (S3 DeleteObject on `<key>.tflock`, DynamoDB DeleteItem): see
+   * decideDoorRelease. `how` says what was sent, for the audit trail.
+   * @throws StatelockError LOCK_ID_MISMATCH / DYNAMODB_CONDITION_FAILED (a condition that does not hold),
+   *   HOLDER_ALIVE (a force-unlock of a lock held elsewhere whose holder is alive).
+   */
+  async releaseThroughDoor(key: string, request: DoorReleaseRequest, client: ClientContext, how: string): Promise<DoorReleaseResult> {
+    try {
+      const result = await this.store.update(key, client, (snap): Decision<DoorReleaseResult> => {
+        const judgement = snap.lock ? judgeLock(snap.lock) : null;
+        const decision = decideDoorRelease(key, snap.lock, request, judgement ? { verdict: judgement.verdict, reason: String(judgement.evidence.reason) } : undefined);
+        const forcedByIntent = snap.lock !== null && !snap.lock.holds.includes(request.door);
+        if (decision.kind === 'refuse') {
+          const detail = { how, door: request.door, code: decision.error.code, holder: snap.lock?.id, verdict: judgement?.verdict };
+          return { error: decision.error, changes: { audit: [{ action: forcedByIntent ? 'lock.force-unlock' : 'lock.release', key, lockId: request.id, outcome: 'refused', detail }] } };
+        }
+        if (decision.kind === 'already-free') return { result: { outcome: 'already-free', previous: null }, changes: {} };
+        const held = snap.lock!;
+        if (decision.kind === 'drop-hold') {
+          return { result: { outcome: 'hold-dropped', previous: held }, changes: { lock: { touch: new Date().toISOString(), holds: decision.holds } } };
+        }
+        const detail = { how, door: request.door, verdict: judgement?.verdict, ...(request.evenIfAlive ? { evenIfAlive: true } : {}), ...heldDetail(held) };
+        const endSession = decision.forced && held.sessionId ? { endSession: { id: held.sessionId, reason: `its lock was force-unlocked (${how})` } } : {};
+        return {
+          result: { outcome: decision.forced ? 'forced' : 'released', previous: held },
+          changes: { lock: { clear: true }, ...endSession, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
+        };
+      });
+      if (result.outcome === 'released' || result.outcome === 'forced') {
+        this.metrics.unlocks.inc({ result: result.outcome });
+        void this.waiters.wake(key);
+      }
+      return result;
+    } catch (err) {
+      if (err instanceof StatelockError && err.status < 500) this.metrics.unlocks.inc({ result: 'refused' });
       throw err;
     }
   }

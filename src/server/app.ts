@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { AuditService } from '../audit/audit-service.js';
 import { judgeLock, LockService } from '../lock/lock-service.js';
@@ -132,7 +133,9 @@ export async function startApp(config: ServerConfig): Promise<App> {
     }
   };
 
-  const server = createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 300_000, headersTimeout: 60_000 }, (req, res) => void handle(req, res));
+  const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 300_000, headersTimeout: 60_000 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(req, res);
+  const server: Server = config.tls ? createTlsServer({ ...serverOptions, cert: config.tls.cert, key: config.tls.key }, onRequest) : createServer(serverOptions, onRequest);
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP (bad request line, oversized headers): answer 400/431 and close, never crash.
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
@@ -166,7 +169,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       logger.info('stopped', { inFlightAbandoned: inFlight });
     })());
 
-  return { server, store, logger, url: `http://${host}:${port}`, close };
+  return { server, store, logger, url: `${config.tls ? 'https' : 'http'}://${host}:${port}`, close };
 }
 
 /** The one place a failure becomes an HTTP answer. Coded refusals keep their status; anything else is a 500 and is logged. */

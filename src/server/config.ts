@@ -14,6 +14,17 @@ export interface ServerConfig {
   drainMs: number;
   /** Release locks whose holder has been judged dead this long (ms); null: never (the default). */
   releaseDeadAfterMs: number | null;
+  /** Serve HTTPS with this PEM certificate chain and key instead of plain HTTP. */
+  tls: { cert: Buffer; key: Buffer } | null;
+  /**
+   * AWS access key ID → secret, for SigV4-signed S3/DynamoDB/STS requests. Empty: any access key is
+   * accepted without a signature check, but only while the server listens on loopback.
+   */
+  awsCredentials: Map<string, string>;
+  /** Host names under which `<bucket>.<name>` is S3 virtual-host addressing (besides path style). */
+  s3Domains: string[];
+  /** Largest accepted difference between a signed request's time and the server's clock. */
+  awsMaxSkewMs: number;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
@@ -23,4 +34,24 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   maxBodyBytes: 512 * 1024 * 1024,
   drainMs: 10_000,
   releaseDeadAfterMs: null,
+  tls: null,
+  awsCredentials: new Map(),
+  s3Domains: ['localhost'],
+  awsMaxSkewMs: 15 * 60 * 1000,
 };
+
+/** `ID:SECRET[,ID:SECRET…]` → map; null when a pair is malformed. */
+export function parseAwsCredentials(text: string): Map<string, string> | null {
+  const out = new Map<string, string>();
+  for (const pair of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const at = pair.indexOf(':');
+    if (at <= 0 || at === pair.length - 1) return null;
+    out.set(pair.slice(0, at), pair.slice(at + 1));
+  }
+  return out;
+}
+
+/** Is this listen address reachable only from this machine? */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -7,6 +7,17 @@ import { StatelockError } from './errors.js';
  * when the client sent one (Terraform always does): a truncated or altered body is a 400, never stored.
  */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const body = await readRawBody(req, limit);
+  const given = req.headers['content-md5'];
+  if (typeof given === 'string' && given !== '') {
+    const actual = createHash('md5').update(body).digest('base64');
+    if (given.trim() !== actual) throw new StatelockError('CONTENT_MD5_MISMATCH', { given, actual });
+  }
+  return body;
+}
+
+/** Reads the whole request body as it arrived, refusing more than `limit` bytes (413); checks nothing else. */
+export async function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
   // With a Content-Length (Terraform always sends one) the body goes straight into one buffer of that size.
@@ -20,13 +31,7 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
     else chunks.push(c);
     size += c.length;
   }
-  const body = exact && size === exact.length ? exact : Buffer.concat(exact ? [exact.subarray(0, Math.min(size, exact.length)), ...chunks] : chunks, size);
-  const given = req.headers['content-md5'];
-  if (typeof given === 'string' && given !== '') {
-    const actual = createHash('md5').update(body).digest('base64');
-    if (given.trim() !== actual) throw new StatelockError('CONTENT_MD5_MISMATCH', { given, actual });
-  }
-  return body;
+  return exact && size === exact.length ? exact : Buffer.concat(exact ? [exact.subarray(0, Math.min(size, exact.length)), ...chunks] : chunks, size);
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -53,13 +53,13 @@ export class StateService {
    * @throws StatelockError INVALID_STATE (nothing stored), STATE_LOCKED / STATE_LOCKED_NO_ID (423),
    *   LINEAGE_MISMATCH / SERIAL_LOWER / SERIAL_SAME_DIFFERENT_CONTENT (409, audited as refused).
    */
-  async write(key: string, body: Buffer, lockId: string | null, client: ClientContext): Promise<WriteResult> {
+  async write(key: string, body: Buffer, lockId: string | null, client: ClientContext, opts: { holderCheck?: boolean } = {}): Promise<WriteResult> {
     const header = parseStateHeader(body);
     const sums = digest(body);
     const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
     try {
       const result = await this.store.update(key, client, (snap: KeySnapshot): Decision<WriteResult> => {
-        const decision = decideWrite({ key, current: snap.current, incoming, lock: snap.lock, lockId, lockIdReleased: snap.probedLockIdReleased });
+        const decision = decideWrite({ key, current: snap.current, incoming, lock: snap.lock, lockId, lockIdReleased: snap.probedLockIdReleased, holderCheck: opts.holderCheck ?? true });
         const base = { key, lockId, detail: { serial: header.serial, lineage: header.lineage, size: sums.size } };
         if (decision.kind === 'refuse') {
           const audit = { ...base, action: 'state.write.refused' as const, outcome: 'refused' as const, detail: { ...base.detail, code: decision.error.code, reason: decision.error.message } };
@@ -70,7 +70,8 @@ export class StateService {
               : {};
           return { error: decision.error, changes: { audit: [audit], ...rejectedWrite } };
         }
-        const touch = snap.lock && lockId === snap.lock.id ? { lock: { touch: new Date().toISOString() } } : {};
+        // A write under the lock is the holder's activity (liveness); an S3 write cannot say whose it is.
+        const touch = snap.lock && (lockId === snap.lock.id || opts.holderCheck === false) ? { lock: { touch: new Date().toISOString() } } : {};
         if (decision.kind === 'unchanged') return { result: { outcome: 'unchanged', version: snap.current!, overwritten: null }, changes: touch };
         const version: VersionMeta = {
           key,
@@ -105,11 +106,12 @@ export class StateService {
 
   /**
    * Soft delete: the key leaves GET and listings; every version stays readable through the API.
-   * Refused (423) while another client holds the lock. Deleting an empty key succeeds.
+   * Refused (423) while another client holds the lock, unless `evenIfLocked` (S3 DeleteObject). Deleting
+   * an empty key succeeds.
    */
-  async delete(key: string, client: ClientContext): Promise<boolean> {
+  async delete(key: string, client: ClientContext, opts: { evenIfLocked?: boolean } = {}): Promise<boolean> {
     return this.store.update(key, client, (snap): Decision<boolean> => {
-      const decision = decideDelete(key, snap.current !== null, snap.lock);
+      const decision = decideDelete(key, snap.current !== null, snap.lock, opts);
       if (decision.kind === 'refuse') {
         const detail = { code: decision.error.code, holder: snap.lock?.id };
         return { error: decision.error, changes: { audit: [{ action: 'state.delete', key, lockId: null, outcome: 'refused', detail }] } };
@@ -118,7 +120,7 @@ export class StateService {
       const { seq, serial } = snap.current!;
       return {
         result: true,
-        changes: { deleteState: true, audit: [{ action: 'state.delete', key, lockId: null, outcome: 'ok', detail: { serial, seq } }] },
+        changes: { deleteState: true, audit: [{ action: 'state.delete', key, lockId: null, outcome: 'ok', detail: { serial, seq, ...(snap.lock ? { lockHeldBy: snap.lock.id } : {}) } }] },
       };
     });
   }

@@ -33,6 +33,11 @@ export interface WriteRequest {
   lockId: string | null;
   /** Whether `lockId` was once held on this key and has been released (or taken over). */
   lockIdReleased: boolean;
+  /**
+   * False for writes through a door that cannot carry a lock ID (S3 PutObject): rule 1 cannot apply
+   * there, so a held lock neither admits nor refuses them; the consistency rules still do.
+   */
+  holderCheck?: boolean;
 }
 
 /**
@@ -53,7 +58,7 @@ export function decideWrite(req: WriteRequest): WriteDecision {
   if (lockId !== null && lockId !== lock?.id && req.lockIdReleased) {
     return { kind: 'refuse', error: new StatelockError('LOCK_FENCED', { given: lockId, key }, lock?.raw) };
   }
-  if (lock) {
+  if (lock && req.holderCheck !== false) {
     if (lockId === null) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED_NO_ID', key, lock) };
     if (lockId !== lock.id) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };
   }
@@ -85,8 +90,12 @@ export function decideWrite(req: WriteRequest): WriteDecision {
 
 export type DeleteDecision = { kind: 'delete' } | { kind: 'nothing' } | { kind: 'refuse'; error: StatelockError };
 
-/** May the key be soft-deleted? Never while a lock is held (the holder may be mid-apply). */
-export function decideDelete(key: string, hasState: boolean, lock: HeldLock | null): DeleteDecision {
-  if (lock) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };
+/**
+ * May the key be soft-deleted? Not while a lock is held (the holder may be mid-apply) — except through
+ * S3 DeleteObject, which cannot say who is asking: `terraform workspace delete` takes the lock, then deletes.
+ * The delete is soft either way, and audited with the holder.
+ */
+export function decideDelete(key: string, hasState: boolean, lock: HeldLock | null, opts: { evenIfLocked?: boolean } = {}): DeleteDecision {
+  if (lock && !opts.evenIfLocked) return { kind: 'refuse', error: lockConflictError('STATE_LOCKED', key, lock) };
   return hasState ? { kind: 'delete' } : { kind: 'nothing' };
 }

@@ -1,6 +1,6 @@
 import type { AuditEntry } from '../audit/audit-entry.js';
 import type { ForcedReason } from '../state/write-rules.js';
-import type { LockRecord, RejectedWrite, SessionRecord, VersionMeta } from './store.js';
+import type { BucketRecord, LockRecord, LockTableRecord, PartRecord, RejectedWrite, SessionRecord, UploadRecord, VersionMeta } from './store.js';
 
 /**
  * Database rows → domain records, for every engine. Engines differ only in how values come back:
@@ -47,6 +47,7 @@ export function mapLock(r: Row | undefined): LockRecord | null {
     clientAddr: r.client_addr as string,
     userAgent: r.user_agent as string,
     sessionId: (r.session_id as string | null) ?? null,
+    holds: String(r.holds ?? 'http').split(',').filter(Boolean) as LockRecord['holds'],
     session: r.s_id ? mapSession(r, 's_') : null,
   };
 }
@@ -97,4 +98,20 @@ export function mapAudit(r: Row): AuditEntry {
     principal: (r.principal as string | null) ?? null,
     detail: JSON.parse(r.detail as string) as Record<string, unknown>,
   };
+}
+
+export function mapBucket(r: Row | undefined): BucketRecord | null {
+  return r ? { name: r.name as string, region: r.region as string, createdAt: r.created_at as string } : null;
+}
+
+export function mapLockTable(r: Row | undefined): LockTableRecord | null {
+  return r ? { name: r.name as string, definition: JSON.parse(r.definition as string) as Record<string, unknown>, createdAt: r.created_at as string } : null;
+}
+
+export function mapUpload(r: Row | undefined): UploadRecord | null {
+  return r ? { id: r.id as string, key: r.key as string, contentType: r.content_type as string, createdAt: r.created_at as string, clientAddr: r.client_addr as string } : null;
+}
+
+export function mapPart(r: Row): PartRecord {
+  return { uploadId: r.upload_id as string, partNumber: num(r.part_number), md5: r.md5 as string, size: num(r.size) };
 }

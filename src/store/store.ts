@@ -53,6 +53,14 @@ export interface RejectedWrite {
   clientAddr: string;
 }
 
+/**
+ * The doors through which a lock is held. The http backend and the API hold a lock as a whole. Terraform
+ * and OpenTofu may lock one state through two AWS doors at once (`use_lockfile` and `dynamodb_table`),
+ * as two separate objects on real AWS: each door's hold is released on its own, and the lock is free when
+ * no hold remains.
+ */
+export type LockDoor = 'http' | 's3' | 'dynamodb';
+
 /** A held lock: the client's lock info verbatim plus what the server observed. */
 export interface LockRecord {
   key: string;
@@ -69,6 +77,8 @@ export interface LockRecord {
   clientAddr: string;
   userAgent: string;
   sessionId: string | null;
+  /** The doors holding it (at least one), in the order they acquired it. */
+  holds: LockDoor[];
   /** The bound session, joined on read (never written through the lock). */
   session?: SessionRecord | null;
 }
@@ -94,7 +104,7 @@ export interface NewVersion extends Omit<VersionMeta, 'key'> {
 export interface Changes {
   newVersion?: NewVersion;
   /** Set (acquire), clear (release) or touch (record activity on) the key's lock. */
-  lock?: { set: LockRecord } | { clear: true } | { touch: string };
+  lock?: { set: LockRecord } | { clear: true } | { touch: string; holds?: LockDoor[] };
   /** Soft delete: the key leaves reads and listings; its versions stay. */
   deleteState?: boolean;
   /** Keep a refused write's body (fencing). */
@@ -121,6 +131,38 @@ export interface StateSummary {
   current: VersionMeta;
   versionCount: number;
   locked: boolean;
+}
+
+/** An S3 bucket made with CreateBucket. A bucket also exists, implicitly, while live states have keys under `<name>/`. */
+export interface BucketRecord {
+  name: string;
+  region: string;
+  createdAt: string;
+}
+
+/** A DynamoDB table made with CreateTable: a named view of statelock's locks (and state digests). */
+export interface LockTableRecord {
+  name: string;
+  /** The CreateTable request's KeySchema, AttributeDefinitions and BillingMode, as given. */
+  definition: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** An S3 multipart upload in progress: the parts are kept until CompleteMultipartUpload writes one version. */
+export interface UploadRecord {
+  id: string;
+  key: string;
+  contentType: string;
+  createdAt: string;
+  clientAddr: string;
+}
+
+export interface PartRecord {
+  uploadId: string;
+  partNumber: number;
+  /** Hex MD5 of the part: its ETag without quotes. */
+  md5: string;
+  size: number;
 }
 
 export interface AuditQuery {
@@ -174,6 +216,28 @@ export interface Store {
 
   listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>>;
   readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; body: Buffer } | null>;
+
+  /** false when a bucket of that name already exists. */
+  createBucket(bucket: BucketRecord): Promise<boolean>;
+  getBucket(name: string): Promise<BucketRecord | null>;
+  listBuckets(): Promise<BucketRecord[]>;
+  /** false when there was no such bucket record. */
+  deleteBucket(name: string): Promise<boolean>;
+
+  /** false when a table of that name already exists. */
+  createLockTable(table: LockTableRecord): Promise<boolean>;
+  getLockTable(name: string): Promise<LockTableRecord | null>;
+  listLockTables(): Promise<LockTableRecord[]>;
+  deleteLockTable(name: string): Promise<boolean>;
+
+  createUpload(upload: UploadRecord): Promise<void>;
+  getUpload(id: string): Promise<UploadRecord | null>;
+  /** Stores (or replaces) one part of an upload. */
+  putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void>;
+  listParts(uploadId: string): Promise<PartRecord[]>;
+  readPart(uploadId: string, partNumber: number): Promise<Buffer | null>;
+  /** Removes an upload and its parts; false when there was none. */
+  deleteUpload(id: string): Promise<boolean>;
 
   /**
    * Capability of engines shared by several server processes: `listener` is called with a key whenever

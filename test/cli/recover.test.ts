@@ -335,6 +335,7 @@ describe('recover step 1 (holderGate)', () => {
   const lock = (verdict: LockView['verdict'], who = 'alice@build-07', info = ''): LockView => ({
     key: 'k/terraform.tfstate',
     sessionId: null,
+    holds: ['http'],
     info: { ID: 'id-1', Operation: 'OperationTypeApply', Info: info, Who: who, Version: '1.15.0', Created: '2026-01-01T00:00:00Z', Path: '' },
     acquiredAt: '2026-01-01T00:00:00.000Z',
     ageSeconds: 60,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isZeroValuedLockInfo, parseLockInfo } from '../../src/lock/lock-info.js';
-import { decideLock, decideUnlock, type HeldLock } from '../../src/lock/lock-rules.js';
+import { decideDoorRelease, decideLock, decideUnlock, type HeldLock } from '../../src/lock/lock-rules.js';
 import { StatelockError } from '../../src/server/errors.js';
 
 const held: HeldLock = { id: 'A', operation: 'OperationTypeApply', who: 'a@h', created: '2026-08-21T13:10:23Z', raw: '{"ID":"A","Operation":"OperationTypeApply"}' };
@@ -62,5 +62,35 @@ describe('parseLockInfo', () => {
     const zero = parseLockInfo(Buffer.from('{"ID":"x","Operation":"","Info":"","Who":"","Version":"","Created":"0001-01-01T00:00:00Z","Path":""}'));
     assert.equal(isZeroValuedLockInfo(zero), true);
     assert.equal(isZeroValuedLockInfo(info('x')), false);
+  });
+});
+
+describe('decideDoorRelease (S3 .tflock and DynamoDB item releases)', () => {
+  const doubly = { ...held, holds: ['s3', 'dynamodb'] as const };
+  const alive = { verdict: 'alive' as const, reason: 'session lease current' };
+  test('nothing held: success, so the second door of a double lock and retries are harmless', () => {
+    assert.deepEqual(decideDoorRelease('k', null, { door: 'dynamodb', id: null }), { kind: 'already-free' });
+    assert.deepEqual(decideDoorRelease('k', null, { door: 'dynamodb', id: 'A', expectedInfo: 'x' }), { kind: 'already-free' });
+  });
+  test('double locking: the first door to release only drops its hold, the last one releases', () => {
+    assert.deepEqual(decideDoorRelease('k', doubly, { door: 's3', id: null }), { kind: 'drop-hold', holds: ['dynamodb'] });
+    assert.deepEqual(decideDoorRelease('k', { ...held, holds: ['dynamodb'] }, { door: 'dynamodb', id: null }), { kind: 'release', forced: false });
+  });
+  test("a door releasing a lock it does not hold is a force-unlock, refused while the holder is alive", () => {
+    const httpHeld = { ...held, holds: ['http'] as const };
+    assert.deepEqual(decideDoorRelease('k', httpHeld, { door: 'dynamodb', id: null }), { kind: 'release', forced: true });
+    const refused = decideDoorRelease('k', httpHeld, { door: 'dynamodb', id: null }, alive);
+    assert.equal(refused.kind === 'refuse' && refused.error.code, 'HOLDER_ALIVE');
+    assert.deepEqual(decideDoorRelease('k', httpHeld, { door: 'dynamodb', id: null, evenIfAlive: true }, alive), { kind: 'release', forced: true });
+  });
+  test("OpenTofu's Info = :info condition: other bytes are refused with the holder, equal bytes release", () => {
+    const d = decideDoorRelease('k', { ...held, holds: ['dynamodb'] }, { door: 'dynamodb', id: 'A', expectedInfo: held.raw + ' ' });
+    assert.equal(d.kind === 'refuse' && d.error.code, 'DYNAMODB_CONDITION_FAILED');
+    assert.equal(d.kind === 'refuse' && d.error.holderBody, held.raw);
+    assert.deepEqual(decideDoorRelease('k', { ...held, holds: ['dynamodb'] }, { door: 'dynamodb', id: 'A', expectedInfo: held.raw }), { kind: 'release', forced: false });
+  });
+  test('a request proving another lock ID is refused with LOCK_ID_MISMATCH', () => {
+    const d = decideDoorRelease('k', doubly, { door: 's3', id: 'B' });
+    assert.equal(d.kind === 'refuse' && d.error.code, 'LOCK_ID_MISMATCH');
   });
 });

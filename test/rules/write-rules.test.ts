@@ -119,3 +119,16 @@ describe('decideDelete', () => {
     assert.deepEqual(decideDelete('k', true, null), { kind: 'delete' });
   });
 });
+
+describe('decideWrite / decideDelete through S3 (no lock ID can travel)', () => {
+  test('a held lock neither admits nor refuses an S3 write; the consistency rules still apply', () => {
+    assert.deepEqual(decideWrite(req({ lock: lock('A'), lockId: null, holderCheck: false, incoming: { serial: 6, lineage: 'L', sha256: 'b' } })), { kind: 'store', forced: null });
+    const code = (r: ReturnType<typeof decideWrite>) => (r.kind === 'refuse' ? r.error.code : r.kind);
+    assert.equal(code(decideWrite(req({ lock: lock('A'), lockId: null, holderCheck: false, incoming: { serial: 4, lineage: 'L', sha256: 'b' } }))), 'SERIAL_LOWER');
+    assert.equal(code(decideWrite(req({ lock: lock('A'), lockId: null, incoming: { serial: 6, lineage: 'L', sha256: 'b' } }))), 'STATE_LOCKED_NO_ID', 'the http door still refuses');
+  });
+  test('an S3 DeleteObject deletes even while a lock is held (terraform workspace delete locks first); the http door does not', () => {
+    assert.deepEqual(decideDelete('k', true, lock('A'), { evenIfLocked: true }), { kind: 'delete' });
+    assert.equal(decideDelete('k', true, lock('A')).kind, 'refuse');
+  });
+});

@@ -1,12 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { startApp } from '../../server/app.js';
-import { DEFAULTS, type ServerConfig } from '../../server/config.js';
+import { DEFAULTS, parseAwsCredentials, type ServerConfig } from '../../server/config.js';
 import { isLogLevel } from '../../server/logger.js';
 import { parseOptions } from '../parse-options.js';
 import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../usage-error.js';
 
 const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --database URL] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
+                       [--tls-cert FILE --tls-key FILE] [--aws-credentials ID:SECRET,…] [--s3-domain NAME …]
 
   --host            address to listen on (default 127.0.0.1)
   --port            port to listen on; 0 picks a free port and prints it (default 8080)
@@ -19,6 +21,14 @@ const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --datab
                     release locks whose holder has been proven dead (its statelock run session
                     lease expired with no activity since, or its command exited) for D, e.g. 5m;
                     audited. Off by default: a stale lock then waits for an operator.
+  --tls-cert FILE, --tls-key FILE
+                    serve HTTPS with this PEM certificate (chain) and private key
+  --aws-credentials ID:SECRET[,ID:SECRET…]
+                    access keys for the S3, DynamoDB and STS doors (env STATELOCK_AWS_CREDENTIALS);
+                    SigV4 signatures are then verified. Without them any access key is accepted
+                    unverified, and only while listening on loopback
+  --s3-domain NAME  a host name under which <bucket>.NAME is S3 virtual-host addressing
+                    (repeatable; default localhost). Path style always works
 `;
 
 /** Starts the server, prints the backend block to paste, and runs until SIGTERM or SIGINT. */
@@ -33,6 +43,10 @@ export async function runServe(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'release-dead-after': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'aws-credentials': { type: 'string' },
+      's3-domain': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -54,6 +68,24 @@ export async function runServe(args: string[]): Promise<number> {
     if (seconds === null) throw new UsageError(`--release-dead-after must be a duration such as 30s, 5m or 1h, not "${String(values['release-dead-after'])}"`);
     config.releaseDeadAfterMs = seconds * 1000;
   }
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (values['tls-cert'] !== undefined) {
+    const read = (flag: string, file: string) => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new UsageError(`${flag}: cannot read ${file}: ${(err as Error).message}`);
+      }
+    };
+    config.tls = { cert: read('--tls-cert', String(values['tls-cert'])), key: read('--tls-key', String(values['tls-key'])) };
+  }
+  const credentials = (values['aws-credentials'] as string | undefined) ?? process.env.STATELOCK_AWS_CREDENTIALS;
+  if (credentials) {
+    const parsed = parseAwsCredentials(credentials);
+    if (!parsed || parsed.size === 0) throw new UsageError('--aws-credentials must be ID:SECRET pairs separated by commas');
+    config.awsCredentials = parsed;
+  }
+  if (values['s3-domain'] !== undefined) config.s3Domains = (values['s3-domain'] as string[]).map((d) => d.toLowerCase());
   if (values['log-level'] !== undefined) {
     const level = String(values['log-level']);
     if (!isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, not "${level}"`);

@@ -258,6 +258,7 @@ export const OPENAPI_DOCUMENT = {
           clientAddr: { type: 'string' },
           userAgent: { type: 'string' },
           sessionId: { type: ['string', 'null'] },
+          holds: { type: 'array', items: { type: 'string', enum: ['http', 's3', 'dynamodb'] }, description: 'The doors holding the lock; with double locking (use_lockfile + dynamodb_table) each AWS door releases its own hold' },
           verdict: { type: 'string', enum: ['alive', 'dead', 'unknown'] },
           evidence: { type: 'object' },
           waiters: { type: 'integer', description: 'LOCK requests waiting in line (GET /api/v1/locks/{key} only)' },

@@ -17,6 +17,11 @@ export interface LockJson {
   userAgent: string;
   /** The `statelock run` session the lock is bound to, if any. */
   sessionId: string | null;
+  /**
+   * The doors holding it: `http` (the http backend and the API), `s3` (a `<key>.tflock` object), `dynamodb`
+   * (a lock-table item). Terraform's double locking holds it through both AWS doors; each releases its own.
+   */
+  holds: string[];
   /** alive | dead | unknown. Without a session or wrapper evidence the server never guesses: unknown. */
   verdict: 'alive' | 'dead' | 'unknown';
   evidence: Record<string, unknown>;
@@ -42,6 +47,7 @@ export function lockJson(lock: LockRecord, now = Date.now(), waiters?: number): 
     clientAddr: lock.clientAddr,
     userAgent: lock.userAgent,
     sessionId: lock.sessionId,
+    holds: [...lock.holds],
     verdict,
     evidence,
     ...(waiters !== undefined ? { waiters } : {}),

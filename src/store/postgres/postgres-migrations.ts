@@ -108,4 +108,37 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_by_key ON audit (key, id);
   CREATE INDEX audit_by_time ON audit (at);
   `,
+  `
+  -- The S3 and DynamoDB doors: which doors hold a lock, buckets, lock tables and multipart uploads.
+  ALTER TABLE locks ADD COLUMN holds TEXT NOT NULL DEFAULT 'http';
+
+  CREATE TABLE buckets (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    region     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  );
+
+  CREATE TABLE lock_tables (
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  );
+
+  CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    key          TEXT COLLATE "C" NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    client_addr  TEXT NOT NULL
+  );
+
+  CREATE TABLE upload_parts (
+    upload_id   TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    md5         TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    body        BYTEA NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+  );
+  `,
 ];

@@ -2,8 +2,8 @@ import pg from 'pg';
 import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
-import { mapAudit, mapLock, mapRejected, mapSession, mapVersion, type Row } from '../rows.js';
-import type { AuditQuery, Changes, Decision, KeySnapshot, LockRecord, Page, RejectedWrite, SessionRecord, StateSummary, Store, VersionMeta } from '../store.js';
+import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
+import type { AuditQuery, BucketRecord, Changes, Decision, KeySnapshot, LockRecord, LockTableRecord, Page, PartRecord, RejectedWrite, SessionRecord, StateSummary, Store, UploadRecord, VersionMeta } from '../store.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 /** Bodies are stored in chunks of this size, so no single bytea value (and its hex text on the wire) is huge. */
@@ -197,16 +197,20 @@ export class PostgresStore implements Store {
     if (lock && 'set' in lock) {
       const l: LockRecord = lock.set;
       await c.query(
-        `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (key) DO UPDATE SET lock_id = excluded.lock_id, operation = excluded.operation, who = excluded.who, version = excluded.version,
            created = excluded.created, info = excluded.info, path = excluded.path, raw = excluded.raw, acquired_at = excluded.acquired_at,
-           last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id`,
-        [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId],
+           last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id,
+           holds = excluded.holds`,
+        [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(',')],
       );
     }
     if (lock && 'clear' in lock) await c.query('DELETE FROM locks WHERE key = $1', [key]);
-    if (lock && 'touch' in lock) await c.query('UPDATE locks SET last_activity_at = $1 WHERE key = $2', [lock.touch, key]);
+    if (lock && 'touch' in lock) {
+      if (lock.holds) await c.query('UPDATE locks SET last_activity_at = $1, holds = $2 WHERE key = $3', [lock.touch, lock.holds.join(','), key]);
+      else await c.query('UPDATE locks SET last_activity_at = $1 WHERE key = $2', [lock.touch, key]);
+    }
     const r = changes.rejectedWrite;
     if (r) {
       await c.query(
@@ -350,6 +354,70 @@ export class PostgresStore implements Store {
       const row = (await this.pool.query('SELECT * FROM rejected_writes WHERE key = $1 AND id = $2', [key, id])).rows[0] as Row | undefined;
       return row ? { meta: mapRejected(row), body: row.body as Buffer } : null;
     });
+  }
+
+  createBucket(b: BucketRecord): Promise<boolean> {
+    return translate(async () => ((await this.pool.query('INSERT INTO buckets (name, region, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [b.name, b.region, b.createdAt])).rowCount ?? 0) === 1);
+  }
+
+  getBucket(name: string): Promise<BucketRecord | null> {
+    return translate(async () => mapBucket((await this.pool.query('SELECT * FROM buckets WHERE name = $1', [name])).rows[0] as Row | undefined));
+  }
+
+  listBuckets(): Promise<BucketRecord[]> {
+    return translate(async () => ((await this.pool.query('SELECT * FROM buckets ORDER BY name')).rows as Row[]).map((r) => mapBucket(r)!));
+  }
+
+  deleteBucket(name: string): Promise<boolean> {
+    return translate(async () => ((await this.pool.query('DELETE FROM buckets WHERE name = $1', [name])).rowCount ?? 0) === 1);
+  }
+
+  createLockTable(t: LockTableRecord): Promise<boolean> {
+    return translate(async () => ((await this.pool.query('INSERT INTO lock_tables (name, definition, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [t.name, JSON.stringify(t.definition), t.createdAt])).rowCount ?? 0) === 1);
+  }
+
+  getLockTable(name: string): Promise<LockTableRecord | null> {
+    return translate(async () => mapLockTable((await this.pool.query('SELECT * FROM lock_tables WHERE name = $1', [name])).rows[0] as Row | undefined));
+  }
+
+  listLockTables(): Promise<LockTableRecord[]> {
+    return translate(async () => ((await this.pool.query('SELECT * FROM lock_tables ORDER BY name')).rows as Row[]).map((r) => mapLockTable(r)!));
+  }
+
+  deleteLockTable(name: string): Promise<boolean> {
+    return translate(async () => ((await this.pool.query('DELETE FROM lock_tables WHERE name = $1', [name])).rowCount ?? 0) === 1);
+  }
+
+  createUpload(u: UploadRecord): Promise<void> {
+    return translate(async () => {
+      await this.pool.query('INSERT INTO uploads (id, key, content_type, created_at, client_addr) VALUES ($1, $2, $3, $4, $5)', [u.id, u.key, u.contentType, u.createdAt, u.clientAddr]);
+    });
+  }
+
+  getUpload(id: string): Promise<UploadRecord | null> {
+    return translate(async () => mapUpload((await this.pool.query('SELECT * FROM uploads WHERE id = $1', [id])).rows[0] as Row | undefined));
+  }
+
+  putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
+    return translate(async () => {
+      await this.pool.query(
+        `INSERT INTO upload_parts (upload_id, part_number, md5, size, body) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (upload_id, part_number) DO UPDATE SET md5 = excluded.md5, size = excluded.size, body = excluded.body`,
+        [uploadId, partNumber, md5, body.length, body],
+      );
+    });
+  }
+
+  listParts(uploadId: string): Promise<PartRecord[]> {
+    return translate(async () => ((await this.pool.query('SELECT upload_id, part_number, md5, size FROM upload_parts WHERE upload_id = $1 ORDER BY part_number', [uploadId])).rows as Row[]).map(mapPart));
+  }
+
+  readPart(uploadId: string, partNumber: number): Promise<Buffer | null> {
+    return translate(async () => ((await this.pool.query('SELECT body FROM upload_parts WHERE upload_id = $1 AND part_number = $2', [uploadId, partNumber])).rows[0]?.body as Buffer | undefined) ?? null);
+  }
+
+  deleteUpload(id: string): Promise<boolean> {
+    return translate(async () => ((await this.pool.query('DELETE FROM uploads WHERE id = $1', [id])).rowCount ?? 0) === 1);
   }
 
   async close(): Promise<void> {

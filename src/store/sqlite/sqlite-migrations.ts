@@ -104,4 +104,37 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rejected_by_key ON rejected_writes (key, id);
   `,
+  `
+  -- The S3 and DynamoDB doors: which doors hold a lock, buckets, lock tables and multipart uploads.
+  ALTER TABLE locks ADD COLUMN holds TEXT NOT NULL DEFAULT 'http';
+
+  CREATE TABLE buckets (
+    name       TEXT PRIMARY KEY,
+    region     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE lock_tables (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    key          TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    client_addr  TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE upload_parts (
+    upload_id   TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    md5         TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+  );
+  `,
 ];

@@ -16,9 +16,13 @@ import type {
   StateSummary,
   Store,
   VersionMeta,
+  BucketRecord,
+  LockTableRecord,
+  UploadRecord,
+  PartRecord,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { mapAudit, mapLock, mapRejected, mapSession, mapVersion, type Row } from '../rows.js';
+import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 
 
 const LOCK_SELECT =
@@ -78,8 +82,8 @@ export class SqliteStore implements Store {
       lock: db.prepare(`${LOCK_SELECT} WHERE l.key = ?`),
       heldLockId: db.prepare('SELECT lock_id FROM locks WHERE key = ?'),
       setLock: db.prepare(
-        `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id)
-         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent, @sessionId)`,
+        `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
+         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent, @sessionId, @holds)`,
       ),
       recordReleased: db.prepare('INSERT OR IGNORE INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
       isReleased: db.prepare('SELECT 1 AS x FROM released_locks WHERE key = ? AND lock_id = ?'),
@@ -98,6 +102,21 @@ export class SqliteStore implements Store {
       session: db.prepare('SELECT * FROM sessions WHERE id = ?'),
       clearLock: db.prepare('DELETE FROM locks WHERE key = ?'),
       touchLock: db.prepare('UPDATE locks SET last_activity_at = ? WHERE key = ?'),
+      setHolds: db.prepare('UPDATE locks SET holds = ? WHERE key = ?'),
+      insertBucket: db.prepare('INSERT OR IGNORE INTO buckets (name, region, created_at) VALUES (@name, @region, @createdAt)'),
+      bucket: db.prepare('SELECT * FROM buckets WHERE name = ?'),
+      buckets: db.prepare('SELECT * FROM buckets ORDER BY name'),
+      deleteBucket: db.prepare('DELETE FROM buckets WHERE name = ?'),
+      insertTable: db.prepare('INSERT OR IGNORE INTO lock_tables (name, definition, created_at) VALUES (?, ?, ?)'),
+      table: db.prepare('SELECT * FROM lock_tables WHERE name = ?'),
+      tables: db.prepare('SELECT * FROM lock_tables ORDER BY name'),
+      deleteTable: db.prepare('DELETE FROM lock_tables WHERE name = ?'),
+      insertUpload: db.prepare('INSERT INTO uploads (id, key, content_type, created_at, client_addr) VALUES (@id, @key, @contentType, @createdAt, @clientAddr)'),
+      upload: db.prepare('SELECT * FROM uploads WHERE id = ?'),
+      putPart: db.prepare('INSERT OR REPLACE INTO upload_parts (upload_id, part_number, md5, size, body) VALUES (?, ?, ?, ?, ?)'),
+      parts: db.prepare('SELECT upload_id, part_number, md5, size FROM upload_parts WHERE upload_id = ? ORDER BY part_number'),
+      part: db.prepare('SELECT body FROM upload_parts WHERE upload_id = ? AND part_number = ?'),
+      deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
       countLocks: db.prepare('SELECT count(*) AS n FROM locks'),
       insertAudit: db.prepare(
         `INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail)
@@ -142,12 +161,15 @@ export class SqliteStore implements Store {
     }
     if (lock && 'set' in lock) {
       const { session: _session, ...row } = lock.set;
-      this.stmt.setLock.run(row);
+      this.stmt.setLock.run({ ...row, holds: row.holds.join(',') });
     }
     if (lock && 'clear' in lock) this.stmt.clearLock.run(key);
     if (changes.rejectedWrite) this.stmt.insertRejected.run({ ...changes.rejectedWrite, key, at: now });
     if (changes.endSession) this.stmt.endSession.run(now, changes.endSession.reason, changes.endSession.id);
-    if (lock && 'touch' in lock) this.stmt.touchLock.run(lock.touch, key);
+    if (lock && 'touch' in lock) {
+      this.stmt.touchLock.run(lock.touch, key);
+      if (lock.holds) this.stmt.setHolds.run(lock.holds.join(','), key);
+    }
     for (const entry of changes.audit ?? []) {
       this.stmt.insertAudit.run(
         now,
@@ -247,6 +269,62 @@ export class SqliteStore implements Store {
   async readRejected(key: string, id: number) {
     const r = this.stmt.readRejected.get(key, id) as Row | undefined;
     return r ? { meta: mapRejected(r), body: r.body as Buffer } : null;
+  }
+
+  async createBucket(bucket: BucketRecord): Promise<boolean> {
+    return translateDriverErrors(() => this.stmt.insertBucket.run(bucket).changes === 1);
+  }
+
+  async getBucket(name: string): Promise<BucketRecord | null> {
+    return mapBucket(this.stmt.bucket.get(name) as Row | undefined);
+  }
+
+  async listBuckets(): Promise<BucketRecord[]> {
+    return (this.stmt.buckets.all() as Row[]).map((r) => mapBucket(r)!);
+  }
+
+  async deleteBucket(name: string): Promise<boolean> {
+    return translateDriverErrors(() => this.stmt.deleteBucket.run(name).changes === 1);
+  }
+
+  async createLockTable(table: LockTableRecord): Promise<boolean> {
+    return translateDriverErrors(() => this.stmt.insertTable.run(table.name, JSON.stringify(table.definition), table.createdAt).changes === 1);
+  }
+
+  async getLockTable(name: string): Promise<LockTableRecord | null> {
+    return mapLockTable(this.stmt.table.get(name) as Row | undefined);
+  }
+
+  async listLockTables(): Promise<LockTableRecord[]> {
+    return (this.stmt.tables.all() as Row[]).map((r) => mapLockTable(r)!);
+  }
+
+  async deleteLockTable(name: string): Promise<boolean> {
+    return translateDriverErrors(() => this.stmt.deleteTable.run(name).changes === 1);
+  }
+
+  async createUpload(upload: UploadRecord): Promise<void> {
+    translateDriverErrors(() => this.stmt.insertUpload.run(upload));
+  }
+
+  async getUpload(id: string): Promise<UploadRecord | null> {
+    return mapUpload(this.stmt.upload.get(id) as Row | undefined);
+  }
+
+  async putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
+    translateDriverErrors(() => this.stmt.putPart.run(uploadId, partNumber, md5, body.length, body));
+  }
+
+  async listParts(uploadId: string): Promise<PartRecord[]> {
+    return (this.stmt.parts.all(uploadId) as Row[]).map(mapPart);
+  }
+
+  async readPart(uploadId: string, partNumber: number): Promise<Buffer | null> {
+    return ((this.stmt.part.get(uploadId, partNumber) as Row | undefined)?.body as Buffer | undefined) ?? null;
+  }
+
+  async deleteUpload(id: string): Promise<boolean> {
+    return translateDriverErrors(() => this.stmt.deleteUpload.run(id).changes === 1);
   }
 
   async close(): Promise<void> {

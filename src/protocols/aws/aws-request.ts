@@ -1,0 +1,42 @@
+import type { RequestContext } from '../../server/request-context.js';
+import type { LockService } from '../../lock/lock-service.js';
+import type { StateService } from '../../state/state-service.js';
+import type { Store } from '../../store/store.js';
+
+export type AwsService = 's3' | 'dynamodb' | 'sts';
+
+/**
+ * One S3, DynamoDB or STS request after the AWS door checked it: signature (or loopback trust), clock
+ * skew, payload hash, aws-chunked decoding, and any Content-MD5 / x-amz-checksum-* against the body.
+ * A service door only interprets it.
+ */
+export interface AwsRequest {
+  ctx: RequestContext;
+  service: AwsService;
+  method: string;
+  /** The path exactly as on the request line (percent-encoded), without the query. */
+  rawPath: string;
+  /** The query exactly as on the request line, without '?'; '' when none. */
+  rawQuery: string;
+  query: URLSearchParams;
+  /** The Host header without the port, lower-cased. */
+  host: string;
+  /** The credential scope's region. */
+  region: string;
+  accessKeyId: string;
+  /** The request body, decoded from aws-chunked when it was sent so, and verified. */
+  body: Buffer;
+  /** Verified checksums: algorithm (crc32, crc32c, crc64nvme, sha1, sha256, md5) → base64 value. */
+  checksums: Record<string, string>;
+  /** Sent back as x-amz-request-id / x-amzn-RequestId and in error bodies. */
+  requestId: string;
+}
+
+/** What every service door is built from. */
+export interface AwsDoorDeps {
+  state: StateService;
+  locks: LockService;
+  store: Store;
+  /** Host names under which `<bucket>.<name>` is virtual-host addressing. */
+  s3Domains: readonly string[];
+}
