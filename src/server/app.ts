@@ -5,19 +5,20 @@ import { AuditService } from '../audit/audit-service.js';
 import { judgeLock, LockService } from '../lock/lock-service.js';
 import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
+import { AwsDoor } from '../protocols/aws/aws-door.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
 import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
-import type { ServerConfig } from './config.js';
+import { isLoopbackHost, type ServerConfig } from './config.js';
 import { StatelockError } from './errors.js';
 import { errorBody, sendJson, send } from './http-io.js';
 import { createLogger, type Logger } from './logger.js';
 import { Gauge, Metrics } from './metrics.js';
 import { createContext, type RequestContext } from './request-context.js';
 
-type Door = 'http-backend' | 'api' | 'ops';
+type Door = 'http-backend' | 'api' | 'aws' | 'ops';
 
 interface Route {
   door: Door;
@@ -70,6 +71,11 @@ export async function startApp(config: ServerConfig): Promise<App> {
   };
   const httpBackend = new HttpBackendDoor(state, locks);
   const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store));
+  const aws = new AwsDoor(
+    { state, locks, store, s3Domains: config.s3Domains },
+    { credentials: config.awsCredentials, anyKeyAllowed: config.awsCredentials.size === 0 && isLoopbackHost(config.host), maxSkewMs: config.awsMaxSkewMs },
+    config.maxBodyBytes,
+  );
 
   // serve --release-dead-after: the server itself releases locks whose holder is proven dead.
   const sweeper =
@@ -88,7 +94,9 @@ export async function startApp(config: ServerConfig): Promise<App> {
   let draining = false;
   let inFlight = 0;
 
-  const route = (path: string): Route | null => {
+  const route = (path: string, req: IncomingMessage, url: string): Route | null => {
+    // SigV4-signed requests are S3, DynamoDB or STS whatever their path (a bucket may be called "state").
+    if (AwsDoor.claims(req)) return { door: 'aws', tail: path, run: (c) => aws.handle(c, url) };
     if (path.startsWith('/state/')) return { door: 'http-backend', tail: path.slice(7), run: (c) => httpBackend.handleState(c) };
     if (path.startsWith('/lock/')) return { door: 'http-backend', tail: path.slice(6), run: (c) => httpBackend.handleLock(c) };
     if (path.startsWith('/api/v1/')) return { door: 'api', tail: path.slice(8), run: (c) => api.handle(c) };
@@ -112,7 +120,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-    const found = route(path);
+    const found = route(path, req, url);
     const door: Door = found?.door ?? 'ops';
     try {
       if (draining) throw new StatelockError('SHUTTING_DOWN');
@@ -123,7 +131,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       }
       await found.run(createContext(req, res, found.tail, query, config.maxBodyBytes));
     } catch (err) {
-      answerError(res, door, err, logger, { method: req.method, path });
+      answerError(req, res, door, err, logger, { method: req.method, path }, aws);
     } finally {
       inFlight--;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -173,7 +181,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
 }
 
 /** The one place a failure becomes an HTTP answer. Coded refusals keep their status; anything else is a 500 and is logged. */
-function answerError(res: ServerResponse, door: Door, err: unknown, logger: Logger, fields: Record<string, unknown>): void {
+function answerError(req: IncomingMessage, res: ServerResponse, door: Door, err: unknown, logger: Logger, fields: Record<string, unknown>, aws: AwsDoor): void {
   const known = err instanceof StatelockError ? err : null;
   if (!known) logger.error('unexpected error', { ...fields, error: err instanceof Error ? err.stack : String(err) });
   const coded = known ?? new StatelockError('INTERNAL', { reason: 'see the server log' });
@@ -186,5 +194,6 @@ function answerError(res: ServerResponse, door: Door, err: unknown, logger: Logg
   // The http door's lock conflicts answer with the holder's lock info as the body; the code travels here for tooling.
   res.setHeader('X-Statelock-Error', coded.code);
   if (door === 'http-backend') HttpBackendDoor.sendError(res, coded);
+  else if (door === 'aws') aws.sendError(req, res, coded);
   else sendJson(res, coded.status, errorBody(coded));
 }

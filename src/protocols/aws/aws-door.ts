@@ -1,0 +1,173 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readRawBody } from '../../server/http-io.js';
+import { StatelockError } from '../../server/errors.js';
+import type { RequestContext } from '../../server/request-context.js';
+import { decodeAwsChunked, isAwsChunked } from './aws-chunked.js';
+import type { AwsDoorDeps, AwsRequest, AwsService } from './aws-request.js';
+import { verifyChecksums } from './checksums.js';
+import { DynamoDbDoor } from './dynamodb/dynamodb-door.js';
+import { S3Door } from './s3/s3-door.js';
+import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, verifySignature, type SignedRequest } from './sigv4.js';
+import { StsDoor } from './sts/sts-door.js';
+
+export interface AwsAuthPolicy {
+  /** Access key ID → secret. Empty: accept any key unverified — only when `anyKeyAllowed`. */
+  credentials: ReadonlyMap<string, string>;
+  /** The server runs without credentials on loopback: any access key is accepted, signatures unchecked. */
+  anyKeyAllowed: boolean;
+  maxSkewMs: number;
+}
+
+/** What an error answer needs to know about the request it answers. */
+interface Answering {
+  service: AwsService;
+  requestId: string;
+  method: string;
+  resource: string;
+}
+
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+
+/**
+ * The one entry for S3, DynamoDB and STS: every SigV4-signed request (and any request that looks like
+ * one of those APIs) comes here, on the same port as the other doors. It checks what all three share —
+ * the signature (or loopback trust), the clock, the payload hash, aws-chunked framing, Content-MD5 and
+ * x-amz-checksum-* — and hands an {@link AwsRequest} to the service door named by the credential scope.
+ */
+export class AwsDoor {
+  private readonly s3: S3Door;
+  private readonly dynamodb: DynamoDbDoor;
+  private readonly sts = new StsDoor();
+  private readonly answering = new WeakMap<IncomingMessage, Answering>();
+
+  constructor(
+    deps: AwsDoorDeps,
+    private readonly policy: AwsAuthPolicy,
+    private readonly maxBodyBytes: number,
+  ) {
+    this.s3 = new S3Door(deps);
+    this.dynamodb = new DynamoDbDoor(deps);
+  }
+
+  /** Does this request belong here? SigV4-signed, or unsigned but speaking DynamoDB (X-Amz-Target) or AWS headers. */
+  static claims(req: IncomingMessage): boolean {
+    return isSigV4(req.headers.authorization) || req.headers['x-amz-target'] !== undefined || req.headers['x-amz-content-sha256'] !== undefined || req.headers['x-amz-date'] !== undefined;
+  }
+
+  async handle(ctx: RequestContext, rawUrl: string): Promise<void> {
+    const { req } = ctx;
+    const q = rawUrl.indexOf('?');
+    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
+    const answering: Answering = { service: guessService(req), requestId: randomBytes(8).toString('hex').toUpperCase(), method: ctx.method, resource: rawPath };
+    this.answering.set(req, answering);
+
+    const header = req.headers.authorization;
+    if (!header) throw new StatelockError('AWS_AUTH_MISSING');
+    const auth = parseAuthorization(header);
+    const service = toService(auth.service);
+    answering.service = service;
+    const signed: SignedRequest = { method: ctx.method, rawPath, rawQuery, rawHeaders: req.rawHeaders };
+    const time = requestTime(auth, signed);
+    checkClockSkew(time.amzDate, time.ms, Date.now(), this.policy.maxSkewMs);
+    const secret = this.secretFor(auth.accessKeyId);
+
+    // S3 signs the payload hash it declares; the other services sign the hash of the body itself.
+    const declaredHash = headerValue(req, 'x-amz-content-sha256');
+    if (service === 's3') {
+      if (!declaredHash) throw new StatelockError('AWS_AUTH_MALFORMED', { reason: 'S3 requests must carry x-amz-content-sha256' });
+      if (secret !== null) verifySignature(signed, auth, secret, declaredHash);
+    }
+    const raw = await readRawBody(req, this.maxBodyBytes);
+    if (service !== 's3' && secret !== null) verifySignature(signed, auth, secret, raw.length === 0 ? EMPTY_SHA256 : sha256Hex(raw));
+
+    let body = raw;
+    let trailers: Record<string, string> | null = null;
+    if (declaredHash && /^[0-9a-f]{64}$/i.test(declaredHash)) {
+      const actual = sha256Hex(raw);
+      if (actual !== declaredHash.toLowerCase()) throw new StatelockError('AWS_PAYLOAD_HASH_MISMATCH', { given: declaredHash, actual });
+    } else if (declaredHash && declaredHash !== 'UNSIGNED-PAYLOAD' && !declaredHash.startsWith('STREAMING-')) {
+      throw new StatelockError('AWS_AUTH_MALFORMED', { reason: `x-amz-content-sha256 must be a hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING- value, not "${declaredHash}"` });
+    }
+    if (isAwsChunked(req.headers)) {
+      const decodedLength = headerValue(req, 'x-amz-decoded-content-length');
+      const decoded = decodeAwsChunked(raw, decodedLength !== undefined && /^\d+$/.test(decodedLength) ? Number(decodedLength) : null);
+      body = decoded.body;
+      trailers = decoded.trailers;
+    }
+    // CompleteMultipartUpload's checksum headers describe the whole object, not this request's XML body.
+    const completing = service === 's3' && ctx.method === 'POST' && /(^|&)uploadId=/.test(rawQuery);
+    const checksums = completing ? {} : verifyChecksums(req.headers, trailers, body);
+
+    const r: AwsRequest = {
+      ctx,
+      service,
+      method: ctx.method,
+      rawPath,
+      rawQuery,
+      // Decoded as the signature decodes it: a raw '+' is a plus, not a space (URLSearchParams would say space).
+      query: new URLSearchParams(parseRawQuery(rawQuery)),
+      host: hostOf(req),
+      region: auth.region,
+      accessKeyId: auth.accessKeyId,
+      body,
+      checksums,
+      requestId: answering.requestId,
+    };
+    ctx.client.principal = `aws:${auth.accessKeyId}`;
+    if (service === 's3') return this.s3.handle(r);
+    if (service === 'dynamodb') return this.dynamodb.handle(r);
+    return this.sts.handle(r);
+  }
+
+  /** The error answer in the wire format of the service the request was for. */
+  sendError(req: IncomingMessage, res: ServerResponse, err: StatelockError): void {
+    const a = this.answering.get(req) ?? { service: guessService(req), requestId: randomBytes(8).toString('hex').toUpperCase(), method: req.method ?? 'GET', resource: (req.url ?? '/').split('?')[0]! };
+    if (a.service === 'dynamodb') DynamoDbDoor.sendError(res, err, a.requestId);
+    else if (a.service === 'sts') StsDoor.sendError(res, err, a.requestId);
+    else S3Door.sendError(res, err, a.requestId, a.method, a.resource);
+  }
+
+  /** The secret to verify with, or null when any key is accepted unverified. */
+  private secretFor(accessKeyId: string): string | null {
+    if (this.policy.credentials.size > 0) {
+      const secret = this.policy.credentials.get(accessKeyId);
+      if (secret === undefined) throw new StatelockError('AWS_UNKNOWN_ACCESS_KEY', { accessKeyId });
+      return secret;
+    }
+    if (this.policy.anyKeyAllowed) return null;
+    throw new StatelockError('AWS_UNKNOWN_ACCESS_KEY', { accessKeyId });
+  }
+}
+
+function toService(scope: string): AwsService {
+  if (scope === 's3' || scope === 'dynamodb' || scope === 'sts') return scope;
+  if (scope === 'iam') return 'sts'; // iam:GetUser, which Terraform tries for the account ID, is answered beside STS
+  throw new StatelockError('AWS_AUTH_MALFORMED', { reason: `statelock speaks S3, DynamoDB and STS; the credential scope names service "${scope}"` });
+}
+
+/** Before the Authorization header is parsed (or when it is missing): which wire format to answer in. */
+function guessService(req: IncomingMessage): AwsService {
+  const m = /Credential=[^/]+\/\d{8}\/[^/]+\/([^/]+)\//.exec(req.headers.authorization ?? '');
+  if (m) return m[1] === 'dynamodb' ? 'dynamodb' : m[1] === 'sts' || m[1] === 'iam' ? 'sts' : 's3';
+  if (req.headers['x-amz-target'] !== undefined) return 'dynamodb';
+  if (String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded') && req.method === 'POST' && (req.url ?? '/') === '/') return 'sts';
+  return 's3';
+}
+
+function hostOf(req: IncomingMessage): string {
+  const host = (req.headers.host ?? '').toLowerCase();
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  const colon = host.lastIndexOf(':');
+  return colon < 0 ? host : host.slice(0, colon);
+}
+
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function sha256Hex(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
