@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { lockBody, rawRequest, stateBody, type RawResponse } from './support/http.js';
 import { PG_SKIP_REASON, pgAvailable, psql, startPostgres, type PgCluster } from './support/postgres.js';
 import { startServer, type RunningServer } from './support/server-process.js';
+import { POSTGRES_MIGRATIONS } from '../src/store/postgres/postgres-migrations.js';
 
 /**
  * Several statelock replicas on one PostgreSQL database, checked from the clients' own records:
@@ -144,14 +145,17 @@ describe('PostgreSQL: three replicas on one database', { skip: pgAvailable() ? f
 describe('PostgreSQL: replicas starting at once', { skip: pgAvailable() ? false : PG_SKIP_REASON }, () => {
   test('three replicas started together on an empty database migrate it once and all serve', async () => {
     const pg = await startPostgres();
+    let replicas: RunningServer[] = [];
     try {
-      const replicas = await Promise.all([0, 1, 2].map(() => startServer({ args: ['--database', pg.url] })));
+      replicas = await Promise.all([0, 1, 2].map(() => startServer({ args: ['--database', pg.url] })));
       for (const r of replicas) assert.equal((await rawRequest(`${r.url}/readyz`)).json<{ engine: string }>().engine, 'postgres');
-      assert.equal((await psql(pg, 'SELECT count(*) FROM statelock_migrations')).trim(), '1', 'each migration applied exactly once');
+      assert.equal((await psql(pg, 'SELECT count(*) FROM statelock_migrations')).trim(), String(POSTGRES_MIGRATIONS.length), 'each migration applied exactly once');
       assert.equal((await rawRequest(`${replicas[0]!.url}/state/boot/k`, { method: 'POST', body: stateBody(1, 'L') })).status, 200);
       assert.equal((await rawRequest(`${replicas[2]!.url}/state/boot/k`)).status, 200, 'one database behind every replica');
       for (const r of replicas) assert.equal(await r.stop(), 0);
     } finally {
+      // A failed assertion must not leave replicas running: they would keep the test process alive.
+      await Promise.all(replicas.map((r) => r.stop('SIGKILL')));
       await pg.stop('fast');
     }
   });

@@ -165,13 +165,10 @@ describe('statelock backend-config --s3', () => {
         '      s3       = "http://statelock.internal:8080"',
         '      dynamodb = "http://statelock.internal:8080"',
         '      sts      = "http://statelock.internal:8080"',
+        '      iam      = "http://statelock.internal:8080"',
         '    }',
-        '    use_path_style              = true',
-        '    skip_credentials_validation = true',
-        '    skip_region_validation      = true',
-        '    skip_requesting_account_id  = true',
-        '    skip_metadata_api_check     = true',
-        '    skip_s3_checksum            = true',
+        '    use_path_style          = true',
+        '    skip_metadata_api_check = true',
         '',
         '    dynamodb_table = "terraform-state-lock"',
         '    use_lockfile   = true',
@@ -180,7 +177,6 @@ describe('statelock backend-config --s3', () => {
         '',
       ].join('\n'),
     );
-    assert.match(r.stderr, /S3\/DynamoDB door is not built yet/);
     assert.match(r.stderr, /AWS_ACCESS_KEY_ID/);
     assertFmtLike(r.stdout);
     terraformFmtCheck(r.stdout);

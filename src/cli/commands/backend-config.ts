@@ -11,8 +11,8 @@ const USAGE = 'usage: statelock backend-config <key> [--pr N] [--s3]';
  * this server for one key. `--pr N` takes the key as the production key and prints the lesson's CI
  * pattern for pull request N: its own key (`pr-N` before the last segment), the `terraform init
  * -backend-config=… -reconfigure` line that selects it, and the post-merge cleanup. `--s3` prints the
- * lesson's `backend "s3"` block (bucket = first key segment, key = the rest) aimed at this server, with
- * what the s3 backend needs for a custom endpoint (/work/shared/reference/s3-dynamodb.md §3.4, §4.1).
+ * lesson's `backend "s3"` block (bucket = first key segment, key = the rest) aimed at this server's S3,
+ * DynamoDB, STS and IAM doors, path style (/work/shared/reference/s3-dynamodb.md §3.4, §4.1).
  * Everything printed is formatted as `terraform fmt` would leave it.
  */
 export const backendConfigCommand: Command = async (args, ctx) => {
@@ -29,8 +29,7 @@ export const backendConfigCommand: Command = async (args, ctx) => {
   const block = s3 ? s3Block(server, key) : httpBlock(server, key);
   if (s3) {
     ctx.io.err(
-      "note: statelock's S3/DynamoDB door is not built yet; this block is what it will take.\n" +
-        'note: the s3 backend signs every request and will not start without AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile);\n' +
+      'note: the s3 backend signs every request and will not start without AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile);\n' +
         '      Terraform >= 1.11 warns that dynamodb_table is deprecated in favour of use_lockfile: expected, both are set as in the lesson.\n',
     );
   }
@@ -92,18 +91,17 @@ function s3Block(server: string, key: string): string {
       ['region', hclString('us-east-1')],
     ]),
     // `endpoints` is an attribute (an object), not a block: `endpoints { … }` is refused by Terraform.
+    // statelock answers STS GetCallerIdentity and IAM GetUser, and verifies the SDK's checksums, so none of
+    // skip_credentials_validation, skip_requesting_account_id or skip_s3_checksum is needed.
     `    endpoints = {\n${attributes(6, [
       ['s3', url],
       ['dynamodb', url],
       ['sts', url],
+      ['iam', url],
     ])}    }\n` +
       attributes(4, [
         ['use_path_style', 'true'],
-        ['skip_credentials_validation', 'true'],
-        ['skip_region_validation', 'true'],
-        ['skip_requesting_account_id', 'true'],
         ['skip_metadata_api_check', 'true'],
-        ['skip_s3_checksum', 'true'],
       ]),
     attributes(4, [
       ['dynamodb_table', hclString('terraform-state-lock')],
