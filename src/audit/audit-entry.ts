@@ -8,7 +8,9 @@ export type AuditAction =
   | 'state.write.forced'
   | 'state.write.refused'
   | 'state.delete'
-  | 'state.restore';
+  | 'state.restore'
+  | 'token.create'
+  | 'token.revoke';
 
 export interface ClientContext {
   addr: string;

@@ -6,6 +6,7 @@ import { judgeLock, LockService } from '../lock/lock-service.js';
 import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { AwsDoor } from '../protocols/aws/aws-door.js';
+import { Authenticator } from '../auth/authenticator.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
 import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -32,6 +33,8 @@ export interface App {
   store: Store;
   logger: Logger;
   url: string;
+  /** How requests are authenticated, as said at start-up. */
+  authState: string;
   /** Stops accepting, lets in-flight requests finish (up to drainMs), closes the store. */
   close(): Promise<void>;
 }
@@ -71,11 +74,15 @@ export async function startApp(config: ServerConfig): Promise<App> {
   };
   const httpBackend = new HttpBackendDoor(state, locks);
   const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store));
-  const aws = new AwsDoor(
-    { state, locks, store, s3Domains: config.s3Domains },
-    { credentials: config.awsCredentials, anyKeyAllowed: config.awsCredentials.size === 0 && isLoopbackHost(config.host), maxSkewMs: config.awsMaxSkewMs },
-    config.maxBodyBytes,
-  );
+  const authenticator = new Authenticator(store, config.awsCredentials);
+  const loopback = isLoopbackHost(config.host);
+  const principals = await store.countLivePrincipals();
+  if (!loopback && principals === 0 && !config.insecureNoAuth) {
+    await store.close();
+    throw new StatelockError('INSECURE_NO_AUTH', { host: config.host });
+  }
+  const authState = principals > 0 ? 'tokens required' : loopback ? 'off: no token exists yet, so every request on loopback is allowed (create one with `statelock token create`)' : 'OFF (--insecure-no-auth): anyone who reaches this address may do anything';
+  const aws = new AwsDoor({ state, locks, store, s3Domains: config.s3Domains }, { authenticator, loopback, maxSkewMs: config.awsMaxSkewMs }, config.maxBodyBytes);
 
   // serve --release-dead-after: the server itself releases locks whose holder is proven dead.
   const sweeper =
@@ -129,7 +136,12 @@ export async function startApp(config: ServerConfig): Promise<App> {
         res.setHeader('Allow', 'GET, HEAD');
         throw new StatelockError('METHOD_NOT_ALLOWED', { method: req.method ?? '', path, allowed: 'GET, HEAD' });
       }
-      await found.run(createContext(req, res, found.tail, query, config.maxBodyBytes));
+      const ctx = createContext(req, res, found.tail, query, config.maxBodyBytes);
+      if (found.door === 'http-backend' || found.door === 'api') {
+        ctx.principal = await authenticator.fromAuthorization(req.headers.authorization);
+        if (ctx.principal.kind !== 'anonymous') ctx.client.principal = ctx.principal.name;
+      }
+      await found.run(ctx);
     } catch (err) {
       answerError(req, res, door, err, logger, { method: req.method, path }, aws);
     } finally {
@@ -177,7 +189,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       logger.info('stopped', { inFlightAbandoned: inFlight });
     })());
 
-  return { server, store, logger, url: `${config.tls ? 'https' : 'http'}://${host}:${port}`, close };
+  return { server, store, logger, url: `${config.tls ? 'https' : 'http'}://${host}:${port}`, authState, close };
 }
 
 /** The one place a failure becomes an HTTP answer. Coded refusals keep their status; anything else is a 500 and is logged. */
@@ -190,7 +202,8 @@ function answerError(req: IncomingMessage, res: ServerResponse, door: Door, err:
     return;
   }
   if (coded.code === 'PAYLOAD_TOO_LARGE') res.setHeader('Connection', 'close');
-  if (coded.status === 503) res.setHeader('Retry-After', '1'); // Terraform's client honours it on 503
+  if (coded.status === 503) res.setHeader('Retry-After', '1');
+  if (coded.code === 'UNAUTHENTICATED' && door !== 'aws') res.setHeader('WWW-Authenticate', 'Basic realm="statelock", Bearer'); // Terraform's client honours it on 503
   // The http door's lock conflicts answer with the holder's lock info as the body; the code travels here for tooling.
   res.setHeader('X-Statelock-Error', coded.code);
   if (door === 'http-backend') HttpBackendDoor.sendError(res, coded);

@@ -25,6 +25,8 @@ export interface ServerConfig {
   s3Domains: string[];
   /** Largest accepted difference between a signed request's time and the server's clock. */
   awsMaxSkewMs: number;
+  /** Listen beyond loopback although no token exists (everything allowed to everyone). */
+  insecureNoAuth: boolean;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
@@ -38,6 +40,7 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   awsCredentials: new Map(),
   s3Domains: ['localhost'],
   awsMaxSkewMs: 15 * 60 * 1000,
+  insecureNoAuth: false,
 };
 
 /** `ID:SECRET[,ID:SECRET…]` → map; null when a pair is malformed. */

@@ -12,6 +12,11 @@ export const ERROR_REGISTRY = {
   INVALID_SESSION: { status: 400, message: 'invalid session request: {reason}' },
   INVALID_QUERY: { status: 400, message: 'invalid query parameter {name}: {reason}' },
   CONTENT_MD5_MISMATCH: { status: 400, message: 'Content-MD5 {given} does not match the body (md5 {actual}): the body was altered or truncated' },
+  UNAUTHENTICATED: { status: 401, message: 'authentication required: {reason}', s3: 'AccessDenied', dynamodb: 'UnrecognizedClientException' },
+  FORBIDDEN: { status: 403, message: 'principal "{principal}" lacks the {permission} permission on {target}', s3: 'AccessDenied', dynamodb: 'AccessDeniedException' },
+  INVALID_TOKEN_REQUEST: { status: 400, message: 'invalid token request: {reason}' },
+  TOKEN_NOT_FOUND: { status: 404, message: 'no live token named {name}' },
+  TOKEN_EXISTS: { status: 409, message: 'a live token named {name} already exists; revoke it first or choose another name' },
   NOT_FOUND: { status: 404, message: 'no such endpoint: {path}' },
   STATE_NOT_FOUND: { status: 404, message: 'no state stored at key {key}' },
   VERSION_NOT_FOUND: { status: 404, message: 'key {key} has no version {which}' },
@@ -65,6 +70,7 @@ export const ERROR_REGISTRY = {
   SHUTTING_DOWN: { status: 503, message: 'server is shutting down; retry', s3: 'ServiceUnavailable', dynamodb: 'ServiceUnavailable' },
   STORE_UNAVAILABLE: { status: 503, message: 'the database is unavailable ({reason}); retry', s3: 'ServiceUnavailable', dynamodb: 'ServiceUnavailable' },
   STORE_FULL: { status: 507, message: 'the disk holding the database is full ({reason}): nothing was stored; free space and retry' },
+  INSECURE_NO_AUTH: { status: 500, message: 'refusing to listen on {host} without authentication: no token exists yet. Start on loopback, create an admin token (`statelock token create --name admin --allow "*:admin"`), then restart on {host}; or pass --insecure-no-auth if a trusted network really is the only protection' },
   INTERNAL: { status: 500, message: 'internal error: {reason}', s3: 'InternalError', dynamodb: 'InternalServerError' },
 } as const satisfies Record<string, { status: number; message: string; s3?: string; dynamodb?: string }>;
 

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientContext } from '../audit/audit-entry.js';
 import { readBody } from './http-io.js';
+import { ANONYMOUS, authorize, type Principal } from '../auth/authenticator.js';
+import type { Permission } from '../auth/permissions.js';
 
 /** What a protocol adapter gets for one request: the parsed URL parts and who is asking. */
 export interface RequestContext {
@@ -11,6 +13,10 @@ export interface RequestContext {
   tail: string;
   query: URLSearchParams;
   client: ClientContext;
+  /** Who is asking (set by the server before the door runs; anonymous while no principal exists). */
+  principal: Principal;
+  /** Throws FORBIDDEN unless the principal may do `permission` on `key` (null: server-wide). */
+  authorize(permission: Permission, key: string | null): void;
   body(): Promise<Buffer>;
 }
 
@@ -25,6 +31,10 @@ export function createContext(req: IncomingMessage, res: ServerResponse, tail: s
       addr: req.socket.remoteAddress ?? 'unknown',
       userAgent: req.headers['user-agent'] ?? '',
       principal: null,
+    },
+    principal: ANONYMOUS,
+    authorize(permission, key) {
+      authorize(this.principal, permission, key);
     },
     body: () => readBody(req, maxBody),
   };

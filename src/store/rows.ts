@@ -1,6 +1,6 @@
 import type { AuditEntry } from '../audit/audit-entry.js';
 import type { ForcedReason } from '../state/write-rules.js';
-import type { BucketRecord, LockRecord, LockTableRecord, PartRecord, RejectedWrite, SessionRecord, UploadRecord, VersionMeta } from './store.js';
+import type { BucketRecord, LockRecord, LockTableRecord, PartRecord, PrincipalRecord, RejectedWrite, SessionRecord, UploadRecord, VersionMeta } from './store.js';
 
 /**
  * Database rows → domain records, for every engine. Engines differ only in how values come back:
@@ -114,4 +114,18 @@ export function mapUpload(r: Row | undefined): UploadRecord | null {
 
 export function mapPart(r: Row): PartRecord {
   return { uploadId: r.upload_id as string, partNumber: num(r.part_number), md5: r.md5 as string, size: num(r.size) };
+}
+
+export function mapPrincipal(r: Row | undefined): PrincipalRecord | null {
+  if (!r) return null;
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    tokenHash: r.token_hash as string,
+    grants: JSON.parse(r.grants as string) as string[],
+    awsAccessKeyId: (r.aws_access_key_id as string | null) ?? null,
+    awsSecret: (r.aws_secret as string | null) ?? null,
+    createdAt: r.created_at as string,
+    revokedAt: (r.revoked_at as string | null) ?? null,
+  };
 }

@@ -165,6 +165,23 @@ export interface PartRecord {
   size: number;
 }
 
+/**
+ * Someone who may use statelock: a token (only its hash is kept) with grants, and optionally an AWS access
+ * key pair for the S3/DynamoDB/STS doors (the secret itself is kept: SigV4 verification needs it).
+ */
+export interface PrincipalRecord {
+  id: string;
+  name: string;
+  /** Hex SHA-256 of the token's secret part. */
+  tokenHash: string;
+  /** `glob:perm,perm` texts (see src/auth/permissions.ts). */
+  grants: string[];
+  awsAccessKeyId: string | null;
+  awsSecret: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
 export interface AuditQuery {
   key?: string;
   since?: string;
@@ -216,6 +233,17 @@ export interface Store {
 
   listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>>;
   readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; body: Buffer } | null>;
+
+  /** Creates a principal and writes its audit entry in one transaction; false when a live principal has that name. */
+  createPrincipal(principal: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean>;
+  getPrincipal(id: string): Promise<PrincipalRecord | null>;
+  /** The live principal owning an AWS access key ID. */
+  getPrincipalByAccessKey(accessKeyId: string): Promise<PrincipalRecord | null>;
+  /** All principals, revoked ones included, oldest first. */
+  listPrincipals(): Promise<PrincipalRecord[]>;
+  /** Revokes a live principal and audits it in one transaction; null when there is no live principal of that name. */
+  revokePrincipal(name: string, at: string, audit: NewAuditEntry, client: ClientContext): Promise<PrincipalRecord | null>;
+  countLivePrincipals(): Promise<number>;
 
   /** false when a bucket of that name already exists. */
   createBucket(bucket: BucketRecord): Promise<boolean>;

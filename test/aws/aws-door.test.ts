@@ -108,8 +108,8 @@ describe('AWS door: no credentials configured', () => {
     }
   });
 
-  test('listening beyond loopback, no access key is accepted until --aws-credentials is given', async () => {
-    const server = await startAwsServer({ anyKey: true, args: ['--host', '0.0.0.0'] });
+  test('listening beyond loopback (--insecure-no-auth), no access key is accepted until one is configured', async () => {
+    const server = await startAwsServer({ anyKey: true, args: ['--host', '0.0.0.0', '--insecure-no-auth'] });
     try {
       await assert.rejects(stsClient(server, { credentials: { accessKeyId: 'anything', secretAccessKey: 'whatever' } }).send(new GetCallerIdentityCommand({})), { name: 'InvalidAccessKeyId' });
     } finally {

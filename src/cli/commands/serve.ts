@@ -6,6 +6,7 @@ import { isLogLevel } from '../../server/logger.js';
 import { parseOptions } from '../parse-options.js';
 import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../usage-error.js';
+import { StatelockError } from '../../server/errors.js';
 
 const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --database URL] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
                        [--tls-cert FILE --tls-key FILE] [--aws-credentials ID:SECRET,…] [--s3-domain NAME …]
@@ -27,6 +28,9 @@ const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --datab
                     access keys for the S3, DynamoDB and STS doors (env STATELOCK_AWS_CREDENTIALS);
                     SigV4 signatures are then verified. Without them any access key is accepted
                     unverified, and only while listening on loopback
+  --insecure-no-auth
+                    listen beyond loopback although no token exists yet (everyone may do
+                    everything); without it such a start is refused
   --s3-domain NAME  a host name under which <bucket>.NAME is S3 virtual-host addressing
                     (repeatable; default localhost). Path style always works
 `;
@@ -47,6 +51,7 @@ export async function runServe(args: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       'aws-credentials': { type: 'string' },
       's3-domain': { type: 'string', multiple: true },
+      'insecure-no-auth': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -85,6 +90,7 @@ export async function runServe(args: string[]): Promise<number> {
     if (!parsed || parsed.size === 0) throw new UsageError('--aws-credentials must be ID:SECRET pairs separated by commas');
     config.awsCredentials = parsed;
   }
+  config.insecureNoAuth = values['insecure-no-auth'] === true;
   if (values['s3-domain'] !== undefined) config.s3Domains = (values['s3-domain'] as string[]).map((d) => d.toLowerCase());
   if (values['log-level'] !== undefined) {
     const level = String(values['log-level']);
@@ -93,9 +99,16 @@ export async function runServe(args: string[]): Promise<number> {
   }
 
   const started = performance.now();
-  const app = await startApp(config);
+  let app;
+  try {
+    app = await startApp(config);
+  } catch (err) {
+    if (err instanceof StatelockError && err.code === 'INSECURE_NO_AUTH') throw new UsageError(err.message);
+    throw err;
+  }
   app.logger.info('listening', { url: app.url, ...(config.databaseUrl ? {} : { dataDir: config.dataDir }), engine: app.store.engine, startupMs: Math.round(performance.now() - started) });
-  process.stdout.write(banner(app.url, config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`));
+  app.logger.info('authentication', { state: app.authState });
+  process.stdout.write(banner(app.url, config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`, app.authState));
 
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
@@ -114,9 +127,10 @@ function intOption(name: string, raw: unknown, min: number, max: number): number
   return Number(text);
 }
 
-function banner(url: string, storage: string): string {
+function banner(url: string, storage: string, auth: string): string {
   const address = `${url}/state/team/app/prod/terraform.tfstate`;
   return `statelock listening on ${url} (${storage})
+authentication: ${auth}
 
 Paste into your Terraform configuration, one key per state (the path after /state/):
 

@@ -11,7 +11,7 @@ import type { SessionService } from '../../lock/session-service.js';
 import { parseJsonObject } from '../../shared/json-object.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
 
-const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'];
+const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'];
 
 /**
  * The JSON API under `/api/v1` (described by `/api/v1/openapi.json`): what the CLI, the dashboard and

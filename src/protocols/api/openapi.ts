@@ -305,7 +305,7 @@ export const OPENAPI_DOCUMENT = {
         properties: {
           id: { type: 'integer' },
           at: { type: 'string', format: 'date-time' },
-          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore'] },
+          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'] },
           key: { type: 'string' },
           lockId: { type: ['string', 'null'] },
           outcome: { type: 'string', enum: ['ok', 'refused'] },

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Authenticator } from '../../auth/authenticator.js';
 import { readRawBody } from '../../server/http-io.js';
 import { StatelockError } from '../../server/errors.js';
 import type { RequestContext } from '../../server/request-context.js';
@@ -12,10 +13,10 @@ import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime
 import { StsDoor } from './sts/sts-door.js';
 
 export interface AwsAuthPolicy {
-  /** Access key ID → secret. Empty: accept any key unverified — only when `anyKeyAllowed`. */
-  credentials: ReadonlyMap<string, string>;
-  /** The server runs without credentials on loopback: any access key is accepted, signatures unchecked. */
-  anyKeyAllowed: boolean;
+  /** Finds the principal and secret of an access key (see Authenticator.fromAccessKey). */
+  authenticator: Authenticator;
+  /** The server listens on loopback only: without any credential configured, any access key is accepted unverified. */
+  loopback: boolean;
   maxSkewMs: number;
 }
 
@@ -71,7 +72,8 @@ export class AwsDoor {
     const signed: SignedRequest = { method: ctx.method, rawPath, rawQuery, rawHeaders: req.rawHeaders };
     const time = requestTime(auth, signed);
     checkClockSkew(time.amzDate, time.ms, Date.now(), this.policy.maxSkewMs);
-    const secret = this.secretFor(auth.accessKeyId);
+    const { principal, secret } = await this.policy.authenticator.fromAccessKey(auth.accessKeyId, this.policy.loopback);
+    ctx.principal = principal;
 
     // S3 signs the payload hash it declares; the other services sign the hash of the body itself.
     const declaredHash = headerValue(req, 'x-amz-content-sha256');
@@ -115,7 +117,7 @@ export class AwsDoor {
       checksums,
       requestId: answering.requestId,
     };
-    ctx.client.principal = `aws:${auth.accessKeyId}`;
+    ctx.client.principal = principal.kind === 'anonymous' ? `aws:${auth.accessKeyId}` : principal.name;
     if (service === 's3') return this.s3.handle(r);
     if (service === 'dynamodb') return this.dynamodb.handle(r);
     return this.sts.handle(r);
@@ -127,17 +129,6 @@ export class AwsDoor {
     if (a.service === 'dynamodb') DynamoDbDoor.sendError(res, err, a.requestId);
     else if (a.service === 'sts') StsDoor.sendError(res, err, a.requestId);
     else S3Door.sendError(res, err, a.requestId, a.method, a.resource);
-  }
-
-  /** The secret to verify with, or null when any key is accepted unverified. */
-  private secretFor(accessKeyId: string): string | null {
-    if (this.policy.credentials.size > 0) {
-      const secret = this.policy.credentials.get(accessKeyId);
-      if (secret === undefined) throw new StatelockError('AWS_UNKNOWN_ACCESS_KEY', { accessKeyId });
-      return secret;
-    }
-    if (this.policy.anyKeyAllowed) return null;
-    throw new StatelockError('AWS_UNKNOWN_ACCESS_KEY', { accessKeyId });
   }
 }
 

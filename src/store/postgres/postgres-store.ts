@@ -1,9 +1,9 @@
 import pg from 'pg';
-import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
+import type { AuditEntry, ClientContext, NewAuditEntry } from '../../audit/audit-entry.js';
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
-import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
-import type { AuditQuery, BucketRecord, Changes, Decision, KeySnapshot, LockRecord, LockTableRecord, Page, PartRecord, RejectedWrite, SessionRecord, StateSummary, Store, UploadRecord, VersionMeta } from '../store.js';
+import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
+import type { AuditQuery, BucketRecord, Changes, Decision, KeySnapshot, LockRecord, LockTableRecord, Page, PartRecord, PrincipalRecord, RejectedWrite, SessionRecord, StateSummary, Store, UploadRecord, VersionMeta } from '../store.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 /** Bodies are stored in chunks of this size, so no single bytea value (and its hex text on the wire) is huge. */
@@ -354,6 +354,75 @@ export class PostgresStore implements Store {
       const row = (await this.pool.query('SELECT * FROM rejected_writes WHERE key = $1 AND id = $2', [key, id])).rows[0] as Row | undefined;
       return row ? { meta: mapRejected(row), body: row.body as Buffer } : null;
     });
+  }
+
+  /** One transaction for a principal change and its audit entry, serialised with the other principal changes. */
+  private async principalTransaction<T>(fn: (c: pg.PoolClient) => Promise<T | null>, audit: NewAuditEntry, client: ClientContext): Promise<T | null> {
+    return translate(async () => {
+      const c = await this.checkout();
+      let broken = false;
+      try {
+        await c.query('BEGIN');
+        await c.query("SELECT pg_advisory_xact_lock(hashtextextended('statelock principals', 0))");
+        const result = await fn(c);
+        if (result !== null) await this.apply(c, audit.key, client, { audit: [audit] });
+        await c.query('COMMIT');
+        return result;
+      } catch (err) {
+        broken = await c.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        throw err;
+      } finally {
+        c.done(broken);
+      }
+    });
+  }
+
+  async createPrincipal(p: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean> {
+    const created = await this.principalTransaction(
+      async (c) => {
+        if (((await c.query('SELECT 1 FROM principals WHERE name = $1 AND revoked_at IS NULL', [p.name])).rowCount ?? 0) > 0) return null;
+        await c.query(
+          'INSERT INTO principals (id, name, token_hash, grants, aws_access_key_id, aws_secret, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)',
+          [p.id, p.name, p.tokenHash, JSON.stringify(p.grants), p.awsAccessKeyId, p.awsSecret, p.createdAt],
+        );
+        return true;
+      },
+      audit,
+      client,
+    );
+    return created === true;
+  }
+
+  getPrincipal(id: string): Promise<PrincipalRecord | null> {
+    return translate(async () => mapPrincipal((await this.pool.query('SELECT * FROM principals WHERE id = $1', [id])).rows[0] as Row | undefined));
+  }
+
+  getPrincipalByAccessKey(accessKeyId: string): Promise<PrincipalRecord | null> {
+    return translate(async () => mapPrincipal((await this.pool.query('SELECT * FROM principals WHERE aws_access_key_id = $1 AND revoked_at IS NULL', [accessKeyId])).rows[0] as Row | undefined));
+  }
+
+  listPrincipals(): Promise<PrincipalRecord[]> {
+    return translate(async () => ((await this.pool.query('SELECT * FROM principals ORDER BY created_at, id')).rows as Row[]).map((r) => mapPrincipal(r)!));
+  }
+
+  revokePrincipal(name: string, at: string, audit: NewAuditEntry, client: ClientContext): Promise<PrincipalRecord | null> {
+    return this.principalTransaction(
+      async (c) => {
+        const live = mapPrincipal((await c.query('SELECT * FROM principals WHERE name = $1 AND revoked_at IS NULL', [name])).rows[0] as Row | undefined);
+        if (!live) return null;
+        await c.query('UPDATE principals SET revoked_at = $1 WHERE id = $2', [at, live.id]);
+        return { ...live, revokedAt: at };
+      },
+      audit,
+      client,
+    );
+  }
+
+  countLivePrincipals(): Promise<number> {
+    return translate(async () => Number((await this.pool.query('SELECT count(*) AS n FROM principals WHERE revoked_at IS NULL')).rows[0].n));
   }
 
   createBucket(b: BucketRecord): Promise<boolean> {

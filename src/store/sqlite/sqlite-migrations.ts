@@ -137,4 +137,19 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (upload_id, part_number)
   );
   `,
+  `
+  -- Principals: tokens (hashed) with grants, and their AWS access keys.
+  CREATE TABLE principals (
+    id                TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    token_hash        TEXT NOT NULL,
+    grants            TEXT NOT NULL,
+    aws_access_key_id TEXT,
+    aws_secret        TEXT,
+    created_at        TEXT NOT NULL,
+    revoked_at        TEXT
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX principals_live_name ON principals (name) WHERE revoked_at IS NULL;
+  CREATE UNIQUE INDEX principals_access_key ON principals (aws_access_key_id) WHERE aws_access_key_id IS NOT NULL;
+  `,
 ];

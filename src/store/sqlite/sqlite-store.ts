@@ -20,9 +20,11 @@ import type {
   LockTableRecord,
   UploadRecord,
   PartRecord,
+  PrincipalRecord,
 } from '../store.js';
+import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
+import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 
 
 const LOCK_SELECT =
@@ -117,6 +119,16 @@ export class SqliteStore implements Store {
       parts: db.prepare('SELECT upload_id, part_number, md5, size FROM upload_parts WHERE upload_id = ? ORDER BY part_number'),
       part: db.prepare('SELECT body FROM upload_parts WHERE upload_id = ? AND part_number = ?'),
       deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
+      insertPrincipal: db.prepare(
+        `INSERT INTO principals (id, name, token_hash, grants, aws_access_key_id, aws_secret, created_at, revoked_at)
+         VALUES (@id, @name, @tokenHash, @grants, @awsAccessKeyId, @awsSecret, @createdAt, NULL)`,
+      ),
+      livePrincipalByName: db.prepare('SELECT * FROM principals WHERE name = ? AND revoked_at IS NULL'),
+      principal: db.prepare('SELECT * FROM principals WHERE id = ?'),
+      principalByAccessKey: db.prepare('SELECT * FROM principals WHERE aws_access_key_id = ? AND revoked_at IS NULL'),
+      principals: db.prepare('SELECT * FROM principals ORDER BY created_at, id'),
+      revokePrincipal: db.prepare('UPDATE principals SET revoked_at = ? WHERE id = ?'),
+      countLivePrincipals: db.prepare('SELECT count(*) AS n FROM principals WHERE revoked_at IS NULL'),
       countLocks: db.prepare('SELECT count(*) AS n FROM locks'),
       insertAudit: db.prepare(
         `INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail)
@@ -269,6 +281,43 @@ export class SqliteStore implements Store {
   async readRejected(key: string, id: number) {
     const r = this.stmt.readRejected.get(key, id) as Row | undefined;
     return r ? { meta: mapRejected(r), body: r.body as Buffer } : null;
+  }
+
+  async createPrincipal(principal: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean> {
+    const run = this.db.transaction((): boolean => {
+      if (this.stmt.livePrincipalByName.get(principal.name)) return false;
+      this.stmt.insertPrincipal.run({ ...principal, grants: JSON.stringify(principal.grants) });
+      this.apply(audit.key, client, { audit: [audit] });
+      return true;
+    });
+    return translateDriverErrors(() => run.immediate());
+  }
+
+  async getPrincipal(id: string): Promise<PrincipalRecord | null> {
+    return mapPrincipal(this.stmt.principal.get(id) as Row | undefined);
+  }
+
+  async getPrincipalByAccessKey(accessKeyId: string): Promise<PrincipalRecord | null> {
+    return mapPrincipal(this.stmt.principalByAccessKey.get(accessKeyId) as Row | undefined);
+  }
+
+  async listPrincipals(): Promise<PrincipalRecord[]> {
+    return (this.stmt.principals.all() as Row[]).map((r) => mapPrincipal(r)!);
+  }
+
+  async revokePrincipal(name: string, at: string, audit: NewAuditEntry, client: ClientContext): Promise<PrincipalRecord | null> {
+    const run = this.db.transaction((): PrincipalRecord | null => {
+      const live = mapPrincipal(this.stmt.livePrincipalByName.get(name) as Row | undefined);
+      if (!live) return null;
+      this.stmt.revokePrincipal.run(at, live.id);
+      this.apply(audit.key, client, { audit: [audit] });
+      return { ...live, revokedAt: at };
+    });
+    return translateDriverErrors(() => run.immediate());
+  }
+
+  async countLivePrincipals(): Promise<number> {
+    return (this.stmt.countLivePrincipals.get() as { n: number }).n;
   }
 
   async createBucket(bucket: BucketRecord): Promise<boolean> {
