@@ -77,6 +77,8 @@ export interface DoorReleaseRequest {
   /** DynamoDB's `Info = :info` condition: the lock info the caller read, byte for byte. */
   expectedInfo?: string;
   evenIfAlive?: boolean;
+  /** False when the caller lacks the force-unlock permission: a release that would be a force-unlock is refused (403). */
+  mayForceUnlock?: { allowed: boolean; principal: string };
 }
 
 export type DoorReleaseDecision =
@@ -114,6 +116,9 @@ export function decideDoorRelease(
   if (current.holds.includes(request.door)) {
     const rest = current.holds.filter((d) => d !== request.door);
     return rest.length > 0 ? { kind: 'drop-hold', holds: rest } : { kind: 'release', forced: false };
+  }
+  if (request.mayForceUnlock && !request.mayForceUnlock.allowed) {
+    return { kind: 'refuse', error: new StatelockError('FORBIDDEN', { principal: request.mayForceUnlock.principal, permission: 'force-unlock', target: `${key} (the lock is held through ${current.holds.join(' and ')}, not through ${request.door}: releasing it here is a force-unlock)` }) };
   }
   if (request.id === null && liveness.verdict === 'alive' && !request.evenIfAlive) {
     return { kind: 'refuse', error: new StatelockError('HOLDER_ALIVE', { key, evidence: liveness.reason }, current.raw) };

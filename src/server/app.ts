@@ -7,6 +7,7 @@ import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { AwsDoor } from '../protocols/aws/aws-door.js';
 import { Authenticator } from '../auth/authenticator.js';
+import { TokenService } from '../auth/token-service.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
 import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -73,7 +74,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
     }
   };
   const httpBackend = new HttpBackendDoor(state, locks);
-  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store));
+  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store));
   const authenticator = new Authenticator(store, config.awsCredentials);
   const loopback = isLoopbackHost(config.host);
   const principals = await store.countLivePrincipals();

@@ -10,6 +10,8 @@ import { auditJson, lockJson, sessionJson, stateSummaryJson, versionJson } from 
 import type { SessionService } from '../../lock/session-service.js';
 import { parseJsonObject } from '../../shared/json-object.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
+import { isAllowed, type Permission } from '../../auth/permissions.js';
+import type { TokenService } from '../../auth/token-service.js';
 
 const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'];
 
@@ -23,7 +25,36 @@ export class ApiDoor {
     private readonly locks: LockService,
     private readonly audit: AuditService,
     private readonly sessions: SessionService,
+    private readonly tokens: TokenService,
   ) {}
+
+  /**
+   * The permission each route needs on the key it names (`null`: server-wide, a grant on `*`). Listings
+   * are `filtered` (they show only what the principal may read), sessions are checked against their key,
+   * the OpenAPI document is open to every authenticated principal.
+   */
+  private static readonly PERMISSION: Record<string, Permission | null | 'filtered' | 'own-check' | 'any'> = {
+    'GET openapi.json': 'any',
+    'GET states': 'filtered',
+    'GET states/*': 'read',
+    'DELETE states/*': 'delete',
+    'GET versions/*': 'read',
+    'GET content/*': 'read',
+    'GET diff/*': 'read',
+    'POST restore/*': 'restore',
+    'GET locks': 'filtered',
+    'GET locks/*': 'read',
+    'DELETE locks/*': 'force-unlock',
+    'GET audit': 'own-check',
+    'GET rejected/*': 'read',
+    'GET rejected-content/*': 'read',
+    'POST sessions': 'own-check',
+    'GET sessions/*': 'own-check',
+    'POST sessions/*': 'own-check',
+    'POST tokens': null,
+    'GET tokens': null,
+    'DELETE tokens/*': null,
+  };
 
   /** `METHOD collection` or `METHOD collection/*` (a key follows) → handler. 405's Allow header is derived from it. */
   private readonly routes: Record<string, (ctx: RequestContext, key: string) => Promise<void>> = {
@@ -44,6 +75,9 @@ export class ApiDoor {
     'POST sessions': (ctx) => this.createSession(ctx),
     'GET sessions/*': (ctx, tail) => this.sessionAction(ctx, tail),
     'POST sessions/*': (ctx, tail) => this.sessionAction(ctx, tail),
+    'POST tokens': (ctx) => this.createToken(ctx),
+    'GET tokens': async (ctx) => sendJson(ctx.res, 200, { items: await this.tokens.list() }),
+    'DELETE tokens/*': async (ctx, name) => sendJson(ctx.res, 200, await this.tokens.revoke(name, ctx.client)),
   };
 
   async handle(ctx: RequestContext): Promise<void> {
@@ -51,8 +85,16 @@ export class ApiDoor {
     const keyTail = rest.join('/');
     const pattern = `${collection}${keyTail ? '/*' : ''}`;
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
-    const handler = this.routes[`${method} ${pattern}`];
-    if (handler) return handler(ctx, keyTail ? (collection === 'sessions' ? keyTail : parseKeyFromPath(keyTail)) : '');
+    const route = `${method} ${pattern}`;
+    const handler = this.routes[route];
+    if (handler) {
+      const arg = keyTail ? (collection === 'sessions' ? keyTail : collection === 'tokens' ? decodeURIComponent(keyTail) : parseKeyFromPath(keyTail)) : '';
+      const permission = ApiDoor.PERMISSION[route];
+      if (permission === undefined) throw new Error(`route ${route} has no permission`);
+      if (permission === null) ctx.authorize('admin', null);
+      else if (permission !== 'filtered' && permission !== 'own-check' && permission !== 'any') ctx.authorize(permission, arg);
+      return handler(ctx, arg);
+    }
     const allowed = Object.keys(this.routes)
       .filter((r) => r.endsWith(` ${pattern}`))
       .map((r) => r.split(' ')[0]!);
@@ -66,7 +108,8 @@ export class ApiDoor {
 
   private async listStates(ctx: RequestContext) {
     const page = await this.state.list({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
-    sendJson(ctx.res, 200, { items: page.items.map(stateSummaryJson), next: page.next });
+    const readable = page.items.filter((s) => isAllowed(ctx.principal.grants, 'read', s.key));
+    sendJson(ctx.res, 200, { items: readable.map(stateSummaryJson), next: page.next });
   }
 
   private async getState(ctx: RequestContext, key: string) {
@@ -118,6 +161,7 @@ export class ApiDoor {
     const { doc } = body;
     if (typeof doc.key !== 'string') throw new StatelockError('INVALID_SESSION', { reason: '"key" must be the state key' });
     const key = validateKey(doc.key);
+    ctx.authorize('lock', key);
     const ttlSeconds = doc.ttlSeconds === undefined ? 30 : Number(doc.ttlSeconds);
     const strings = (v: unknown): Record<string, string> =>
       typeof v === 'object' && v !== null ? Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'string' || typeof x === 'number').map(([k, x]) => [k, String(x)])) : {};
@@ -129,6 +173,7 @@ export class ApiDoor {
   /** `GET sessions/<id>`, `POST sessions/<id>/heartbeat`, `POST sessions/<id>/end`. */
   private async sessionAction(ctx: RequestContext, tail: string) {
     const [id = '', action, ...extra] = tail.split('/');
+    ctx.authorize('lock', (await this.sessions.get(id)).key);
     const route = `${ctx.method === 'HEAD' ? 'GET' : ctx.method} ${action ?? ''}`;
     if (extra.length === 0 && route === 'GET ') return sendJson(ctx.res, 200, sessionJson(await this.sessions.get(id)));
     if (extra.length === 0 && route === 'POST heartbeat') {
@@ -166,7 +211,8 @@ export class ApiDoor {
   private async listLocks(ctx: RequestContext) {
     const page = await this.locks.list({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
     const now = Date.now();
-    sendJson(ctx.res, 200, { items: page.items.map((l) => lockJson(l, now)), next: page.next });
+    const readable = page.items.filter((l) => isAllowed(ctx.principal.grants, 'read', l.key));
+    sendJson(ctx.res, 200, { items: readable.map((l) => lockJson(l, now)), next: page.next });
   }
 
   private async getLock(ctx: RequestContext, key: string) {
@@ -175,8 +221,21 @@ export class ApiDoor {
     sendJson(ctx.res, 200, lockJson(lock, Date.now(), this.locks.waiters.count(key)));
   }
 
+  /** `{"name","allow":[…],"aws"?}` → 201 with the token (and AWS secret), shown this once. */
+  private async createToken(ctx: RequestContext) {
+    const { doc } = parseJsonObject(await ctx.body(), (reason) => new StatelockError('INVALID_TOKEN_REQUEST', { reason }));
+    const allow = doc.allow;
+    if (typeof doc.name !== 'string') throw new StatelockError('INVALID_TOKEN_REQUEST', { reason: '"name" must be a string' });
+    if (!Array.isArray(allow) || !allow.every((a): a is string => typeof a === 'string')) throw new StatelockError('INVALID_TOKEN_REQUEST', { reason: '"allow" must be an array of grants such as "lesson-17/pr-*:read,write,lock"' });
+    if (doc.aws !== undefined && typeof doc.aws !== 'boolean') throw new StatelockError('INVALID_TOKEN_REQUEST', { reason: '"aws" must be true or false' });
+    sendJson(ctx.res, 201, await this.tokens.create({ name: doc.name, allow, aws: doc.aws === true }, ctx.client));
+  }
+
   private async listAudit(ctx: RequestContext) {
     const key = ctx.query.get('key') ?? undefined;
+    // One key's trail is readable with read on it; the whole trail (every key, token changes) needs admin.
+    if (key !== undefined) ctx.authorize('read', key);
+    else ctx.authorize('admin', null);
     const since = ctx.query.get('since') ?? undefined;
     if (since !== undefined && Number.isNaN(Date.parse(since))) throw new StatelockError('INVALID_QUERY', { name: 'since', reason: 'not an ISO 8601 time' });
     const action = ctx.query.get('action') ?? undefined;

@@ -211,6 +211,26 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': ok({ type: 'object', properties: { id: { type: 'string' }, released: { oneOf: [{ $ref: '#/components/schemas/Lock' }, { type: 'null' }] } } }), '404': errorResponse('No such session') },
       },
     },
+    '/api/v1/tokens': {
+      post: {
+        operationId: 'createToken',
+        summary: 'Create a principal (admin). The token — and with aws=true an AWS access key pair — is in this answer only; the server keeps a hash of the token.',
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { type: 'object', required: ['name', 'allow'], properties: { name: { type: 'string' }, allow: { type: 'array', items: { type: 'string', description: '<key glob>:<permission,…>, e.g. lesson-17/pr-*:read,write,lock' } }, aws: { type: 'boolean' } } } } },
+        },
+        responses: { '201': ok({ $ref: '#/components/schemas/CreatedToken' }, 'Created'), '400': errorResponse('Invalid request'), '409': errorResponse('A live token has that name') },
+      },
+      get: { operationId: 'listTokens', summary: 'Every token, revoked ones included, without secrets (admin).', responses: { '200': ok({ type: 'object', properties: { items: { type: 'array', items: { $ref: '#/components/schemas/Token' } } } }) } },
+    },
+    '/api/v1/tokens/{name}': {
+      delete: {
+        operationId: 'revokeToken',
+        summary: 'Revoke a token (admin): its next request is a 401. Audited.',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': ok({ $ref: '#/components/schemas/Token' }), '404': errorResponse('No live token of that name') },
+      },
+    },
     '/api/v1/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document.', responses: { '200': ok({ type: 'object' }) } } },
   },
   components: {
@@ -246,6 +266,14 @@ export const OPENAPI_DOCUMENT = {
           forced: { type: ['string', 'null'], enum: ['lineage-changed', 'serial-lower', 'serial-same-content-differs', null] },
           clientAddr: { type: 'string' },
         },
+      },
+      Token: {
+        type: 'object',
+        properties: { name: { type: 'string' }, grants: { type: 'array', items: { type: 'string' } }, awsAccessKeyId: { type: ['string', 'null'] }, createdAt: { type: 'string', format: 'date-time' }, revokedAt: { type: ['string', 'null'] } },
+      },
+      CreatedToken: {
+        type: 'object',
+        properties: { name: { type: 'string' }, grants: { type: 'array', items: { type: 'string' } }, token: { type: 'string', description: 'slk_<id>_<secret>: shown once' }, awsAccessKeyId: { type: ['string', 'null'] }, awsSecretAccessKey: { type: ['string', 'null'] }, createdAt: { type: 'string' }, revokedAt: { type: 'null' } },
       },
       Lock: {
         type: 'object',

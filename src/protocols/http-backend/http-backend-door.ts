@@ -6,6 +6,7 @@ import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
 import { parseDuration } from '../../shared/duration.js';
+import { isZeroValuedLockInfo, parseLockInfo } from '../../lock/lock-info.js';
 
 /**
  * Terraform's and OpenTofu's `backend "http"`: `/state/<key>` answers GET, POST/PUT (write, `?ID=`),
@@ -23,6 +24,7 @@ export class HttpBackendDoor {
     switch (ctx.method) {
       case 'GET':
       case 'HEAD': {
+        ctx.authorize('read', key);
         const current = await this.state.read(key);
         if (!current) throw new StatelockError('STATE_NOT_FOUND', { key });
         send(ctx.res, 200, current.body, 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
@@ -30,12 +32,14 @@ export class HttpBackendDoor {
       }
       case 'POST':
       case 'PUT': {
+        ctx.authorize('write', key);
         const lockId = ctx.query.get('ID') || null;
         const { outcome, version, overwritten } = await this.state.write(key, await ctx.body(), lockId, ctx.client);
         sendJson(ctx.res, 200, { outcome, serial: version.serial, lineage: version.lineage, version: version.seq, forced: version.forced, overwritten });
         return;
       }
       case 'DELETE':
+        ctx.authorize('delete', key);
         await this.state.delete(key, ctx.client);
         sendJson(ctx.res, 200, { deleted: key });
         return;
@@ -60,6 +64,7 @@ export class HttpBackendDoor {
    * (Terraform keeps the query parameters of lock_address, so both can live in the backend block).
    */
   private async lock(ctx: RequestContext, key: string): Promise<void> {
+    ctx.authorize('lock', key);
     const body = await ctx.body();
     const waitMs = waitParam(ctx.query.get('wait'));
     const abort = new AbortController();
@@ -68,8 +73,11 @@ export class HttpBackendDoor {
     send(ctx.res, 200, Buffer.from(lock.raw), 'application/json');
   }
 
+  /** A holder's release needs `lock`; Terraform's empty-body and OpenTofu's zero-valued force-unlock need `force-unlock`. */
   private async unlock(ctx: RequestContext, key: string): Promise<void> {
-    const { outcome } = await this.locks.unlockFromBody(key, await ctx.body(), ctx.client);
+    const body = await ctx.body();
+    ctx.authorize(isForceUnlockBody(body) ? 'force-unlock' : 'lock', key);
+    const { outcome } = await this.locks.unlockFromBody(key, body, ctx.client);
     sendJson(ctx.res, 200, { outcome });
   }
 
@@ -80,6 +88,15 @@ export class HttpBackendDoor {
   static sendError(res: ServerResponse, err: StatelockError): void {
     if (err.holderBody !== undefined) send(res, err.status, Buffer.from(err.holderBody), 'application/json');
     else sendJson(res, err.status, errorBody(err));
+  }
+}
+
+function isForceUnlockBody(body: Buffer): boolean {
+  if (body.toString('utf8').trim() === '') return true;
+  try {
+    return isZeroValuedLockInfo(parseLockInfo(body));
+  } catch {
+    return false; // malformed: unlockFromBody refuses it with the reason
   }
 }
 

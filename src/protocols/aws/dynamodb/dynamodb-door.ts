@@ -26,10 +26,12 @@ import {
   lockPutCondition,
   parsePutItem,
   refFromKey,
+  refOf,
   type LockItemRef,
 } from './lock-items.js';
 import { parseLockInfo } from '../../../lock/lock-info.js';
 import { STATELOCK_ACCOUNT_ID } from '../sts/sts-door.js';
+import { isAllowed } from '../../../auth/permissions.js';
 
 const TARGET_PREFIX = 'DynamoDB_20120810.';
 const ERROR_NS = 'com.amazonaws.dynamodb.v20120810#';
@@ -65,7 +67,7 @@ export class DynamoDbDoor {
     GetItem: (req) => this.getItem(req),
     PutItem: (req, r) => this.putItem(req, r),
     DeleteItem: (req, r) => this.deleteItem(req, r),
-    Scan: (req) => this.scan(req),
+    Scan: (req, r) => this.scan(req, r),
     CreateTable: (req, r) => this.createTable(req, r),
     DescribeTable: (req, r) => this.describeTable(req, r),
     ListTables: (req) => this.listTables(req),
@@ -81,6 +83,7 @@ export class DynamoDbDoor {
     const handler = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
     if (!handler) throw new StatelockError('DYNAMODB_UNKNOWN_OPERATION', { target: target || '(no X-Amz-Target header)' });
     const req = parseRequestBody(r.body);
+    authorizeOperation(op, req, r);
     const answer = await handler(req, r);
     send(r.ctx.res, 200, answer, r.requestId);
   }
@@ -168,7 +171,8 @@ export class DynamoDbDoor {
     const id = expectedInfo !== undefined ? idOf(expectedInfo) : null;
     let result;
     try {
-      result = await this.deps.locks.releaseThroughDoor(ref.key, { door: 'dynamodb', id, ...(expectedInfo !== undefined ? { expectedInfo } : {}) }, r.ctx.client, how);
+      const mayForceUnlock = { allowed: isAllowed(r.ctx.principal.grants, 'force-unlock', ref.key), principal: r.ctx.principal.name };
+      result = await this.deps.locks.releaseThroughDoor(ref.key, { door: 'dynamodb', id, mayForceUnlock, ...(expectedInfo !== undefined ? { expectedInfo } : {}) }, r.ctx.client, how);
     } catch (err) {
       if (!(err instanceof StatelockError)) throw err;
       const holder = onFailure && err.holderBody !== undefined ? { LockID: { S: ref.key }, Info: { S: err.holderBody } } : null;
@@ -183,7 +187,7 @@ export class DynamoDbDoor {
     return returnValues && result.previous ? { Attributes: lockItem(result.previous) } : {};
   }
 
-  private async scan(req: Request): Promise<Answer> {
+  private async scan(req: Request, r: AwsRequest): Promise<Answer> {
     tableNameOf(req);
     for (const member of ['FilterExpression', 'ScanFilter', 'ConditionalOperator', 'IndexName', 'Segment', 'TotalSegments']) {
       if (req[member] !== undefined && req[member] !== null) {
@@ -204,7 +208,7 @@ export class DynamoDbDoor {
     }
     const start = req.ExclusiveStartKey === undefined || req.ExclusiveStartKey === null ? null : refFromKey(req.ExclusiveStartKey, 'ExclusiveStartKey').lockId;
 
-    const all = await this.allItems();
+    const all = (await this.allItems()).filter((item) => isAllowed(r.ctx.principal.grants, 'read', refOf(lockIdOf(item)).key));
     let i = start === null ? 0 : firstAfter(all, start);
     const page: Item[] = [];
     let bytes = 0;
@@ -460,4 +464,30 @@ function send(res: ServerResponse, status: number, doc: Answer, requestId: strin
     ...extra,
   });
   res.end(body);
+}
+
+/**
+ * The permission an operation needs, checked before it runs so that a refusal changes nothing: reads of
+ * an item need read on its state key, lock items need lock (a delete that would force-unlock also needs
+ * force-unlock, decided in the transaction), digest items need write, CreateTable/DeleteTable are
+ * server-wide (admin). Scan is filtered to what the principal may read. A malformed request is left to
+ * the operation's own validation.
+ */
+function authorizeOperation(op: string, req: Request, r: AwsRequest): void {
+  if (op === 'CreateTable' || op === 'DeleteTable') return r.ctx.authorize('admin', null);
+  const lockId = (op === 'PutItem' ? lockIdIn(req.Item) : op === 'GetItem' || op === 'DeleteItem' ? lockIdIn(req.Key) : null);
+  if (lockId === null) return;
+  let ref;
+  try {
+    ref = refOf(lockId);
+  } catch {
+    return;
+  }
+  if (op === 'GetItem') return r.ctx.authorize('read', ref.key);
+  r.ctx.authorize(ref.kind === 'digest' ? 'write' : 'lock', ref.key);
+}
+
+function lockIdIn(value: unknown): string | null {
+  const id = (value as { LockID?: { S?: unknown } } | null | undefined)?.LockID?.S;
+  return typeof id === 'string' ? id : null;
 }

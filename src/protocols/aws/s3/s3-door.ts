@@ -2,7 +2,10 @@ import type { ServerResponse } from 'node:http';
 import { awsErrorName, StatelockError } from '../../../server/errors.js';
 import type { AwsDoorDeps, AwsRequest } from '../aws-request.js';
 import { xmlEscape } from '../xml-escape.js';
-import { objectAddress, resolveTarget } from './s3-addressing.js';
+import { objectAddress, resolveTarget, type ObjectAddress } from './s3-addressing.js';
+import { isAllowed } from '../../../auth/permissions.js';
+import type { StateService } from '../../../state/state-service.js';
+import type { Store } from '../../../store/store.js';
 import { createBucket, deleteBucket, getBucketLocation, getBucketVersioning, headBucket, listBuckets, requireBucket } from './s3-buckets.js';
 import { listObjectsV1, listObjectsV2, listObjectVersions } from './s3-listing.js';
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './s3-multipart.js';
@@ -50,22 +53,29 @@ export class S3Door {
     const d = this.deps;
     switch (r.method) {
       case 'PUT':
-        if (sub === null) return createBucket(d, r, bucket);
+        if (sub === null) {
+          r.ctx.authorize('admin', null);
+          return createBucket(d, r, bucket);
+        }
         break;
       case 'HEAD':
         if (sub === null) return headBucket(d, r, bucket);
         break;
       case 'DELETE':
-        if (sub === null) return deleteBucket(d, r, bucket);
+        if (sub === null) {
+          r.ctx.authorize('admin', null);
+          return deleteBucket(d, r, bucket);
+        }
         break;
       case 'GET':
         if (sub === null) {
           await requireBucket(d, bucket);
-          return r.query.get('list-type') === '2' ? listObjectsV2(d, r, bucket) : listObjectsV1(d, r, bucket);
+          const view = readableView(d, r);
+          return r.query.get('list-type') === '2' ? listObjectsV2(view, r, bucket) : listObjectsV1(view, r, bucket);
         }
         if (sub === 'versions') {
           await requireBucket(d, bucket);
-          return listObjectVersions(d, r, bucket);
+          return listObjectVersions(readableView(d, r), r, bucket);
         }
         if (sub === 'versioning') return getBucketVersioning(d, r, bucket);
         if (sub === 'location') return getBucketLocation(d, r, bucket);
@@ -86,6 +96,7 @@ export class S3Door {
     if (!known.includes(r.method)) throw notImplemented(`${r.method} on an object`);
     await requireBucket(d, bucket);
     const addr = objectAddress(bucket, objectKey);
+    authorizeObject(r, addr, sub);
     switch (r.method) {
       case 'GET':
         if (sub === 'uploadId') return listParts(d, r, addr);
@@ -116,7 +127,9 @@ export class S3Door {
     const results: string[] = [];
     for (const o of objects) {
       try {
-        await removeObject(this.deps, r, objectAddress(bucket, o.key), o.versionId);
+        const addr = objectAddress(bucket, o.key);
+        authorizeObject({ ...r, method: 'DELETE' }, addr, null);
+        await removeObject(this.deps, r, addr, o.versionId);
         if (!quiet) results.push(node('Deleted', text('Key', o.key), o.versionId ? text('VersionId', o.versionId) : ''));
       } catch (err) {
         if (!(err instanceof StatelockError)) throw err;
@@ -209,4 +222,36 @@ function operationName(method: string, level: 'Bucket' | 'Object', sub: string |
     .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
     .join('');
   return `${verb}${level}${pascal}`;
+}
+
+/**
+ * The permission an object request needs, checked before it runs: reads need read; state writes and
+ * multipart uploads need write; a `.tflock` PutObject or DeleteObject needs lock (a DeleteObject that
+ * turns out to be a force-unlock also needs force-unlock, decided in the transaction); deleting a state
+ * needs delete.
+ */
+function authorizeObject(r: AwsRequest, addr: ObjectAddress, sub: string | null): void {
+  const key = addr.stateKey;
+  if (r.method === 'GET' || r.method === 'HEAD') return r.ctx.authorize(sub === 'uploadId' ? 'write' : 'read', key);
+  if (addr.kind === 'lock' && sub === null) return r.ctx.authorize('lock', key);
+  if (r.method === 'DELETE' && sub === null) return r.ctx.authorize('delete', key);
+  r.ctx.authorize(addr.kind === 'lock' ? 'lock' : 'write', key);
+}
+
+/** The door's dependencies as one principal sees them: listings show only the states and locks it may read. */
+function readableView(deps: AwsDoorDeps, r: AwsRequest): AwsDoorDeps {
+  const grants = r.ctx.principal.grants;
+  if (isAllowed(grants, 'read', null)) return deps;
+  const can = (key: string) => isAllowed(grants, 'read', key);
+  const state = Object.create(deps.state) as StateService;
+  state.list = async (q: Parameters<StateService['list']>[0]) => {
+    const page = await deps.state.list(q);
+    return { ...page, items: page.items.filter((s) => can(s.key)) };
+  };
+  const store = Object.create(deps.store) as Store;
+  store.listLocks = async (q: Parameters<Store['listLocks']>[0]) => {
+    const page = await deps.store.listLocks(q);
+    return { ...page, items: page.items.filter((l) => can(l.key)) };
+  };
+  return { ...deps, state, store };
 }

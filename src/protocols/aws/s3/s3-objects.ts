@@ -1,3 +1,4 @@
+import { isAllowed } from '../../../auth/permissions.js';
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../../../server/errors.js';
 import type { AwsDoorDeps, AwsRequest } from '../aws-request.js';
@@ -160,7 +161,8 @@ export async function removeObject(deps: AwsDoorDeps, r: AwsRequest, addr: Objec
     throw new StatelockError('S3_NOT_IMPLEMENTED', { what: 'deleting one version of an object (statelock keeps every version of a state)' });
   }
   if (addr.kind === 'lock') {
-    await deps.locks.releaseThroughDoor(addr.stateKey, { door: 's3', id: null }, r.ctx.client, `S3 DeleteObject ${addr.objectKey}`);
+    const mayForceUnlock = { allowed: isAllowed(r.ctx.principal.grants, 'force-unlock', addr.stateKey), principal: r.ctx.principal.name };
+    await deps.locks.releaseThroughDoor(addr.stateKey, { door: 's3', id: null, mayForceUnlock }, r.ctx.client, `S3 DeleteObject ${addr.objectKey}`);
     return;
   }
   await deps.state.delete(addr.stateKey, r.ctx.client, { evenIfLocked: true });
