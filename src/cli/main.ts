@@ -5,6 +5,8 @@ import { backupCommand } from './commands/backup.js';
 import { forceUnlockCommand } from './commands/force-unlock.js';
 import { lockShowCommand } from './commands/lock-show.js';
 import { locksCommand } from './commands/locks.js';
+import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from './commands/token.js';
+import { auditCommand } from './commands/audit.js';
 import { pruneCommand } from './commands/prune.js';
 import { recoverCommand } from './commands/recover.js';
 import { runCommand } from './commands/run.js';
@@ -38,6 +40,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   'state restore': { run: stateRestoreCommand, summary: 'Roll an old version forward as a new version' },
   backup: { run: backupCommand, summary: 'Save the current state of a key (or a prefix) to a timestamped file' },
   prune: { run: pruneCommand, summary: 'Soft-delete old per-PR states under a prefix' },
+  'token create': { run: tokenCreateCommand, summary: 'Create a token with key-glob grants (and --aws an AWS key pair); shown once' },
+  'token list': { run: tokenListCommand, summary: 'List tokens and their grants (never their secrets)' },
+  'token revoke': { run: tokenRevokeCommand, summary: 'Revoke a token: its next request is refused (401)' },
+  audit: { run: auditCommand, summary: 'Read the audit trail: every lock, unlock, write, delete and token change' },
   'backend-config': { run: backendConfigCommand, summary: 'Print the backend block for a key, or its per-PR variant' },
 };
 
