@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Keyring, keyIdOf } from '../src/store/encryption.js';
 import { after, describe, test } from 'node:test';
 import type { ClientContext } from '../src/audit/audit-entry.js';
 import { StatelockError } from '../src/server/errors.js';
@@ -179,6 +180,30 @@ for (const engine of ENGINES) {
       assert.equal(await store.getUpload('U1'), null);
       assert.deepEqual(await store.listParts('U1'), []);
       assert.equal(await store.deleteUpload('U1'), false);
+      await store.close();
+    });
+
+    test('rewriteBodies: every version body (and part) passes through the transform; null leaves it; metadata stays', async () => {
+      const store = await engine.open(tempDir());
+      await put(store, 'rw/a', 1);
+      await put(store, 'rw/a', 2, `{"serial":2,"lineage":"L","pad":"${'p'.repeat(5 * 1024 * 1024)}"}`);
+      await store.createUpload({ id: 'U', key: 'rw/a', contentType: 'application/json', createdAt: new Date().toISOString(), clientAddr: client.addr });
+      await store.putPart('U', 1, Buffer.from('part'), 'm');
+      const ring = new Keyring([{ id: 'k', key: Buffer.alloc(32, 7) }]);
+      const seen: number[] = [];
+      // Seal the small bodies (as rekey does), leave the large one.
+      const result = await store.rewriteBodies((body) => {
+        seen.push(body.length);
+        return body.length < 100 ? ring.seal(body) : null;
+      });
+      assert.deepEqual(result, { scanned: 3, rewritten: 2 });
+      assert.equal(seen.length, 3);
+      const v1 = await store.readVersion('rw/a', { seq: 1 });
+      assert.equal(keyIdOf(v1!.body), 'k');
+      assert.equal(ring.open(v1!.body).toString(), '{"serial":1,"lineage":"L"}');
+      assert.equal(ring.open((await store.readPart('U', 1))!).toString(), 'part');
+      const v2 = await store.readVersion('rw/a', { seq: 2 });
+      assert.equal(v2?.body.length, v2?.meta.size, 'an untouched large body reads back whole');
       await store.close();
     });
 

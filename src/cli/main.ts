@@ -7,6 +7,7 @@ import { lockShowCommand } from './commands/lock-show.js';
 import { locksCommand } from './commands/locks.js';
 import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from './commands/token.js';
 import { auditCommand } from './commands/audit.js';
+import { rekeyCommand } from './commands/rekey.js';
 import { pruneCommand } from './commands/prune.js';
 import { recoverCommand } from './commands/recover.js';
 import { runCommand } from './commands/run.js';
@@ -43,6 +44,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   'token create': { run: tokenCreateCommand, summary: 'Create a token with key-glob grants (and --aws an AWS key pair); shown once' },
   'token list': { run: tokenListCommand, summary: 'List tokens and their grants (never their secrets)' },
   'token revoke': { run: tokenRevokeCommand, summary: 'Revoke a token: its next request is refused (401)' },
+  rekey: { run: rekeyCommand, summary: 'Re-encrypt every stored state version with the newest encryption key' },
   audit: { run: auditCommand, summary: 'Read the audit trail: every lock, unlock, write, delete and token change' },
   'backend-config': { run: backendConfigCommand, summary: 'Print the backend block for a key, or its per-PR variant' },
 };

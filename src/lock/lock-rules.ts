@@ -77,7 +77,11 @@ export interface DoorReleaseRequest {
   /** DynamoDB's `Info = :info` condition: the lock info the caller read, byte for byte. */
   expectedInfo?: string;
   evenIfAlive?: boolean;
-  /** False when the caller lacks the force-unlock permission: a release that would be a force-unlock is refused (403). */
+  /**
+   * Whether the caller holds the force-unlock permission on the key (with its name, for the message).
+   * When it does not, a release that would be a forced one — an unconditional delete of a lock this door
+   * does not hold — is refused with FORBIDDEN, and nothing changes. Absent: no permission check (rules tests, internal callers).
+   */
   mayForceUnlock?: { allowed: boolean; principal: string };
 }
 
@@ -98,7 +102,9 @@ export type DoorReleaseDecision =
  * - The door is the lock's only hold: the lock is released — by the holder's own unlock, or an operator's
  *   unconditional delete; the two look the same on the wire.
  * - The door does not hold the lock (it was taken over http, or through the other AWS door): this is a
- *   force-unlock, refused while the holder is judged alive unless overridden.
+ *   force-unlock, refused while the holder is judged alive unless overridden, and refused (FORBIDDEN) when
+ *   the caller lacks the force-unlock permission. A release naming the holder's ID (`Info = :info`) is the
+ *   holder's own and needs only lock.
  */
 export function decideDoorRelease(
   key: string,
@@ -117,7 +123,7 @@ export function decideDoorRelease(
     const rest = current.holds.filter((d) => d !== request.door);
     return rest.length > 0 ? { kind: 'drop-hold', holds: rest } : { kind: 'release', forced: false };
   }
-  if (request.mayForceUnlock && !request.mayForceUnlock.allowed) {
+  if (request.id === null && request.mayForceUnlock && !request.mayForceUnlock.allowed) {
     return { kind: 'refuse', error: new StatelockError('FORBIDDEN', { principal: request.mayForceUnlock.principal, permission: 'force-unlock', target: `${key} (the lock is held through ${current.holds.join(' and ')}, not through ${request.door}: releasing it here is a force-unlock)` }) };
   }
   if (request.id === null && liveness.verdict === 'alive' && !request.evenIfAlive) {

@@ -191,7 +191,8 @@ export class LockService {
    * A release through an AWS door (S3 DeleteObject on `<key>.tflock`, DynamoDB DeleteItem): see
    * decideDoorRelease. `how` says what was sent, for the audit trail.
    * @throws StatelockError LOCK_ID_MISMATCH / DYNAMODB_CONDITION_FAILED (a condition that does not hold),
-   *   HOLDER_ALIVE (a force-unlock of a lock held elsewhere whose holder is alive).
+   *   HOLDER_ALIVE (a force-unlock of a lock held elsewhere whose holder is alive), FORBIDDEN (such a
+   *   force-unlock by a caller whose `mayForceUnlock` says it lacks the permission; audited as refused).
    */
   async releaseThroughDoor(key: string, request: DoorReleaseRequest, client: ClientContext, how: string): Promise<DoorReleaseResult> {
     try {

@@ -13,6 +13,8 @@ import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
+import { encryptedStore } from '../store/encrypted-store.js';
+import { Keyring } from '../store/encryption.js';
 import { isLoopbackHost, type ServerConfig } from './config.js';
 import { StatelockError } from './errors.js';
 import { errorBody, sendJson, send } from './http-io.js';
@@ -42,9 +44,12 @@ export interface App {
 
 export async function startApp(config: ServerConfig): Promise<App> {
   const logger = createLogger(config.logLevel);
-  const store: Store = config.databaseUrl
+  const engine: Store = config.databaseUrl
     ? await PostgresStore.open(config.databaseUrl, (err) => logger.warn('database connection lost', { error: err.message }))
     : new SqliteStore(config.dataDir);
+  // Always wrapped: without keys nothing is sealed, but a sealed body is refused rather than served as state.
+  const store: Store = encryptedStore(engine, new Keyring(config.encryptionKeys ?? []));
+  logger.info('encryption at rest', config.encryptionKeys ? { state: 'on', newestKey: config.encryptionKeys.at(-1)!.id, keys: config.encryptionKeys.length } : { state: 'off' });
   const metrics = new Metrics();
   const state = new StateService(store, metrics);
   const locks = new LockService(store, metrics);

@@ -1,3 +1,4 @@
+import type { EncryptionKey } from '../store/encryption.js';
 import type { LogLevel } from './logger.js';
 
 export interface ServerConfig {
@@ -27,6 +28,8 @@ export interface ServerConfig {
   awsMaxSkewMs: number;
   /** Listen beyond loopback although no token exists (everything allowed to everyone). */
   insecureNoAuth: boolean;
+  /** Encrypt stored state bodies at rest with these keys (the last is the newest); null: off. */
+  encryptionKeys: EncryptionKey[] | null;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
@@ -41,6 +44,7 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   s3Domains: ['localhost'],
   awsMaxSkewMs: 15 * 60 * 1000,
   insecureNoAuth: false,
+  encryptionKeys: null,
 };
 
 /** `ID:SECRET[,ID:SECRET…]` → map; null when a pair is malformed. */

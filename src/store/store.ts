@@ -245,6 +245,12 @@ export interface Store {
   revokePrincipal(name: string, at: string, audit: NewAuditEntry, client: ClientContext): Promise<PrincipalRecord | null>;
   countLivePrincipals(): Promise<number>;
 
+  /**
+   * Re-keying: passes every stored body (versions, rejected writes, multipart parts) to `transform`, and
+   * every principal's AWS secret to `transformSecret`, and stores what they return in place (null: leave it). Batches of bounded size, each its own transaction.
+   */
+  rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }>;
+
   /** false when a bucket of that name already exists. */
   createBucket(bucket: BucketRecord): Promise<boolean>;
   getBucket(name: string): Promise<BucketRecord | null>;

@@ -7,6 +7,7 @@ import { parseOptions } from '../parse-options.js';
 import { parseDuration } from '../../shared/duration.js';
 import { UsageError } from '../usage-error.js';
 import { StatelockError } from '../../server/errors.js';
+import { parseEncryptionKeys, type EncryptionKey } from '../../store/encryption.js';
 
 const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --database URL] [--log-level L] [--max-body-bytes N] [--release-dead-after D]
                        [--tls-cert FILE --tls-key FILE] [--aws-credentials ID:SECRET,…] [--s3-domain NAME …]
@@ -28,6 +29,10 @@ const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --datab
                     access keys for the S3, DynamoDB and STS doors (env STATELOCK_AWS_CREDENTIALS);
                     SigV4 signatures are then verified. Without them any access key is accepted
                     unverified, and only while listening on loopback
+  --encryption-key-file FILE
+                    encrypt every stored state version at rest (AES-256-GCM) with the keys in FILE:
+                    lines of <key id>:<base64 of 32 bytes>, the newest last (env STATELOCK_ENCRYPTION_KEY,
+                    same format, commas allowed); "statelock rekey" re-encrypts old versions
   --insecure-no-auth
                     listen beyond loopback although no token exists yet (everyone may do
                     everything); without it such a start is refused
@@ -52,6 +57,7 @@ export async function runServe(args: string[]): Promise<number> {
       'aws-credentials': { type: 'string' },
       's3-domain': { type: 'string', multiple: true },
       'insecure-no-auth': { type: 'boolean' },
+      'encryption-key-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -91,6 +97,7 @@ export async function runServe(args: string[]): Promise<number> {
     config.awsCredentials = parsed;
   }
   config.insecureNoAuth = values['insecure-no-auth'] === true;
+  config.encryptionKeys = encryptionKeysFrom(values['encryption-key-file'] as string | undefined);
   if (values['s3-domain'] !== undefined) config.s3Domains = (values['s3-domain'] as string[]).map((d) => d.toLowerCase());
   if (values['log-level'] !== undefined) {
     const level = String(values['log-level']);
@@ -119,6 +126,24 @@ export async function runServe(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return 0;
+}
+
+/** The keys of `--encryption-key-file FILE` or STATELOCK_ENCRYPTION_KEY; null when neither is given. */
+export function encryptionKeysFrom(file: string | undefined): EncryptionKey[] | null {
+  let text: string | undefined = process.env.STATELOCK_ENCRYPTION_KEY || undefined;
+  let source = 'STATELOCK_ENCRYPTION_KEY';
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--encryption-key-file: cannot read ${file}: ${(err as Error).message}`);
+    }
+    source = file;
+  }
+  if (text === undefined) return null;
+  const keys = parseEncryptionKeys(text);
+  if ('error' in keys) throw new UsageError(`${source}: ${keys.error}`);
+  return keys;
 }
 
 function intOption(name: string, raw: unknown, min: number, max: number): number {

@@ -88,11 +88,12 @@ export class ApiDoor {
     const route = `${method} ${pattern}`;
     const handler = this.routes[route];
     if (handler) {
-      const arg = keyTail ? (collection === 'sessions' ? keyTail : collection === 'tokens' ? decodeURIComponent(keyTail) : parseKeyFromPath(keyTail)) : '';
       const permission = ApiDoor.PERMISSION[route];
       if (permission === undefined) throw new Error(`route ${route} has no permission`);
+      // Server-wide routes are checked before anything of the request is looked at.
       if (permission === null) ctx.authorize('admin', null);
-      else if (permission !== 'filtered' && permission !== 'own-check' && permission !== 'any') ctx.authorize(permission, arg);
+      const arg = keyTail ? (collection === 'sessions' ? keyTail : collection === 'tokens' ? tokenName(keyTail) : parseKeyFromPath(keyTail)) : '';
+      if (permission !== null && permission !== 'filtered' && permission !== 'own-check' && permission !== 'any') ctx.authorize(permission, arg);
       return handler(ctx, arg);
     }
     const allowed = Object.keys(this.routes)
@@ -173,8 +174,9 @@ export class ApiDoor {
   /** `GET sessions/<id>`, `POST sessions/<id>/heartbeat`, `POST sessions/<id>/end`. */
   private async sessionAction(ctx: RequestContext, tail: string) {
     const [id = '', action, ...extra] = tail.split('/');
-    ctx.authorize('lock', (await this.sessions.get(id)).key);
     const route = `${ctx.method === 'HEAD' ? 'GET' : ctx.method} ${action ?? ''}`;
+    // Reading a session needs read on its key; heartbeats and ends act on its lock and need lock.
+    ctx.authorize(route === 'GET ' ? 'read' : 'lock', (await this.sessions.get(id)).key);
     if (extra.length === 0 && route === 'GET ') return sendJson(ctx.res, 200, sessionJson(await this.sessions.get(id)));
     if (extra.length === 0 && route === 'POST heartbeat') {
       const s = await this.sessions.heartbeat(id);
@@ -249,7 +251,19 @@ export class ApiDoor {
       after: intParam(ctx, 'after', 0),
       limit: limitOf(ctx),
     });
-    sendJson(ctx.res, 200, { items: page.items.map(auditJson), next: page.next });
+    // Token changes (kept under `tokens/<name>`, which a `*:read` grant would match) are for admins only.
+    const admin = isAllowed(ctx.principal.grants, 'admin', null);
+    const items = admin ? page.items : page.items.filter((e) => !e.action.startsWith('token.'));
+    sendJson(ctx.res, 200, { items: items.map(auditJson), next: page.next });
+  }
+}
+
+/** The `<name>` of `tokens/<name>`, percent-decoded. @throws StatelockError TOKEN_NOT_FOUND when it cannot be a token name. */
+function tokenName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new StatelockError('TOKEN_NOT_FOUND', { name: raw });
   }
 }
 

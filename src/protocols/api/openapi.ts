@@ -22,13 +22,44 @@ const page = (item: string) => ({
 });
 const ok = (schema: object, description = 'OK') => ({ description, content: { 'application/json': { schema } } });
 
-export const OPENAPI_DOCUMENT = {
+/**
+ * The permission each operation needs (`x-statelock-permission`); "admin on *" is a server-wide grant.
+ * Listings are filtered to the keys the principal may read, never refused.
+ */
+const PERMISSION_OF: Record<string, string> = {
+  listStates: 'read (filtered: only the keys the principal may read are listed)',
+  getState: 'read on the key',
+  deleteState: 'delete on the key',
+  diffVersions: 'read on the key',
+  restoreVersion: 'restore on the key',
+  listVersions: 'read on the key',
+  getContent: 'read on the key',
+  listLocks: 'read (filtered: only the keys the principal may read are listed)',
+  getLock: 'read on the key',
+  forceUnlock: 'force-unlock on the key',
+  listAudit: 'read on `key` when given (token changes need admin); the whole trail needs admin on *',
+  listRejectedWrites: 'read on the key',
+  getRejectedWrite: 'read on the key',
+  createSession: "lock on the session's key",
+  getSession: "read on the session's key",
+  heartbeatSession: "lock on the session's key",
+  endSession: "lock on the session's key",
+  createToken: 'admin on *',
+  listTokens: 'admin on *',
+  revokeToken: 'admin on *',
+  getOpenApi: 'any authenticated principal',
+};
+
+const DOCUMENT = {
   openapi: '3.1.0',
   info: {
     title: 'statelock API',
     version: '1',
-    description: 'States, versions, locks and the audit trail of a statelock server. Terraform itself uses the http backend at /state/<key>, not this API.',
+    description:
+      'States, versions, locks and the audit trail of a statelock server. Terraform itself uses the http backend at /state/<key>, not this API. ' +
+      'Once a token exists every request needs one (`Authorization: Bearer <token>`, or HTTP Basic with the token as password): 401 without or with a wrong or revoked token, 403 when the principal lacks the permission an operation names in x-statelock-permission.',
   },
+  security: [{ bearer: [] }, { basic: [] }],
   paths: {
     '/api/v1/states': {
       get: {
@@ -234,6 +265,10 @@ export const OPENAPI_DOCUMENT = {
     '/api/v1/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document.', responses: { '200': ok({ type: 'object' }) } } },
   },
   components: {
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer', description: 'A statelock token (slk_…), as OpenTofu sends it with `headers`.' },
+      basic: { type: 'http', scheme: 'basic', description: "The token as the password (Terraform's http backend `username`/`password`)." },
+    },
     schemas: {
       Error: {
         type: 'object',
@@ -346,3 +381,21 @@ export const OPENAPI_DOCUMENT = {
     },
   },
 } as const;
+
+/** Every operation with its permission and the 401/403 answers any of them may give. */
+function withPermissions<T extends { paths: Record<string, Record<string, unknown>> }>(doc: T): T {
+  const copy = JSON.parse(JSON.stringify(doc)) as T;
+  for (const item of Object.values(copy.paths)) {
+    for (const op of Object.values(item) as Array<{ operationId: string; responses: Record<string, unknown> }>) {
+      const permission = PERMISSION_OF[op.operationId];
+      if (permission === undefined) throw new Error(`openapi: operation ${op.operationId} names no permission`);
+      Object.assign(op, { 'x-statelock-permission': permission });
+      op.responses['401'] ??= errorResponse('No credentials, or a wrong or revoked token (WWW-Authenticate says how to send one)');
+      const refusable = !permission.includes('filtered') && permission !== 'any authenticated principal';
+      if (refusable) op.responses['403'] ??= errorResponse(`The principal lacks the permission: ${permission}`);
+    }
+  }
+  return copy;
+}
+
+export const OPENAPI_DOCUMENT = withPermissions(DOCUMENT);

@@ -320,6 +320,55 @@ export class SqliteStore implements Store {
     return (this.stmt.countLivePrincipals.get() as { n: number }).n;
   }
 
+  async rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }> {
+    let scanned = 0;
+    let rewritten = 0;
+    const tables: Array<{ select: string; update: string }> = [
+      { select: 'SELECT id AS k1, NULL AS k2, body FROM versions WHERE id > ? ORDER BY id LIMIT 64', update: 'UPDATE versions SET body = ? WHERE id = ?' },
+      { select: 'SELECT id AS k1, NULL AS k2, body FROM rejected_writes WHERE id > ? ORDER BY id LIMIT 64', update: 'UPDATE rejected_writes SET body = ? WHERE id = ?' },
+    ];
+    for (const t of tables) {
+      const select = this.db.prepare(t.select);
+      const update = this.db.prepare(t.update);
+      let after = 0;
+      for (;;) {
+        const rows = select.all(after) as Array<{ k1: number; body: Buffer }>;
+        if (rows.length === 0) break;
+        this.db.transaction(() => {
+          for (const row of rows) {
+            scanned++;
+            const next = transform(row.body);
+            if (next) update.run(next, row.k1), rewritten++;
+          }
+        }).immediate();
+        after = rows[rows.length - 1]!.k1;
+      }
+    }
+    const parts = this.db.prepare('SELECT upload_id, part_number, body FROM upload_parts ORDER BY upload_id, part_number').all() as Array<{ upload_id: string; part_number: number; body: Buffer }>;
+    const updatePart = this.db.prepare('UPDATE upload_parts SET body = ? WHERE upload_id = ? AND part_number = ?');
+    for (const part of parts) {
+      scanned++;
+      const next = transform(part.body);
+      if (next) updatePart.run(next, part.upload_id, part.part_number), rewritten++;
+    }
+    if (transformSecret) {
+      const updateSecret = this.db.prepare('UPDATE principals SET aws_secret = ? WHERE id = ?');
+      for (const p of this.db.prepare('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL').all() as Array<{ id: string; aws_secret: string }>) {
+        scanned++;
+        const next = transformSecret(p.aws_secret);
+        if (next !== null) updateSecret.run(next, p.id), rewritten++;
+      }
+    }
+    return { scanned, rewritten };
+  }
+
+  /** Writes the WAL back and rebuilds the file, so that free pages keep no old bytes (after a rekey). */
+  async compact(): Promise<void> {
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.exec('VACUUM');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+
   async createBucket(bucket: BucketRecord): Promise<boolean> {
     return translateDriverErrors(() => this.stmt.insertBucket.run(bucket).changes === 1);
   }

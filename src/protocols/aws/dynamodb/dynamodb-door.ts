@@ -64,7 +64,7 @@ type Answer = Record<string, unknown>;
  */
 export class DynamoDbDoor {
   private readonly ops: Record<string, (req: Request, r: AwsRequest) => Promise<Answer>> = {
-    GetItem: (req) => this.getItem(req),
+    GetItem: (req, r) => this.getItem(req, r),
     PutItem: (req, r) => this.putItem(req, r),
     DeleteItem: (req, r) => this.deleteItem(req, r),
     Scan: (req, r) => this.scan(req, r),
@@ -83,7 +83,6 @@ export class DynamoDbDoor {
     const handler = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
     if (!handler) throw new StatelockError('DYNAMODB_UNKNOWN_OPERATION', { target: target || '(no X-Amz-Target header)' });
     const req = parseRequestBody(r.body);
-    authorizeOperation(op, req, r);
     const answer = await handler(req, r);
     send(r.ctx.res, 200, answer, r.requestId);
   }
@@ -102,9 +101,10 @@ export class DynamoDbDoor {
 
   /* ------------------------------------------------------------------ items */
 
-  private async getItem(req: Request): Promise<Answer> {
+  private async getItem(req: Request, r: AwsRequest): Promise<Answer> {
     tableNameOf(req);
     const ref = refFromKey(req.Key, 'Key');
+    r.ctx.authorize('read', ref.key);
     optionalBoolean(req, 'ConsistentRead');
     optionalEnum(req, 'ReturnConsumedCapacity', ['INDEXES', 'TOTAL', 'NONE']);
     const ctx = expressionContext(req, 'GetItem', { projection: true, condition: false });
@@ -118,6 +118,7 @@ export class DynamoDbDoor {
     tableNameOf(req);
     refuseLegacyConditions(req);
     const value = parsePutItem(req.Item);
+    authorizeItemChange(r, value.ref);
     const returnValues = returnValuesOf(req);
     const onFailure = optionalEnum(req, 'ReturnValuesOnConditionCheckFailure', ['ALL_OLD', 'NONE']) === 'ALL_OLD';
     acceptReportingMembers(req);
@@ -152,6 +153,7 @@ export class DynamoDbDoor {
     tableNameOf(req);
     refuseLegacyConditions(req);
     const ref = refFromKey(req.Key, 'Key');
+    authorizeItemChange(r, ref);
     const returnValues = returnValuesOf(req);
     const onFailure = optionalEnum(req, 'ReturnValuesOnConditionCheckFailure', ['ALL_OLD', 'NONE']) === 'ALL_OLD';
     acceptReportingMembers(req);
@@ -208,7 +210,7 @@ export class DynamoDbDoor {
     }
     const start = req.ExclusiveStartKey === undefined || req.ExclusiveStartKey === null ? null : refFromKey(req.ExclusiveStartKey, 'ExclusiveStartKey').lockId;
 
-    const all = (await this.allItems()).filter((item) => isAllowed(r.ctx.principal.grants, 'read', refOf(lockIdOf(item)).key));
+    const all = await this.readableItems(r);
     let i = start === null ? 0 : firstAfter(all, start);
     const page: Item[] = [];
     let bytes = 0;
@@ -237,6 +239,14 @@ export class DynamoDbDoor {
     return current ? digestItem(ref.key, current.meta.md5) : null;
   }
 
+  /** The items the principal may read (read on the item's state key): what Scan and DescribeTable's ItemCount see. */
+  private async readableItems(r: AwsRequest): Promise<Item[]> {
+    const all = await this.allItems();
+    const grants = r.ctx.principal.grants;
+    if (isAllowed(grants, 'read', null)) return all;
+    return all.filter((item) => isAllowed(grants, 'read', refOf(lockIdOf(item)).key));
+  }
+
   /** Every item of a lock table — each held lock, each live state's digest — ordered by LockID. */
   private async allItems(): Promise<Item[]> {
     const items: Item[] = [];
@@ -258,6 +268,7 @@ export class DynamoDbDoor {
   /* ----------------------------------------------------------------- tables */
 
   private async createTable(req: Request, r: AwsRequest): Promise<Answer> {
+    r.ctx.authorize('admin', null);
     const name = tableNameOf(req);
     for (const member of ['GlobalSecondaryIndexes', 'LocalSecondaryIndexes']) {
       if (req[member] !== undefined && req[member] !== null) throw validation(`statelock lock tables have no indexes: ${member} is not supported (they are keyed by LockID (S) alone)`);
@@ -283,14 +294,14 @@ export class DynamoDbDoor {
       createdAt: new Date().toISOString(),
     };
     if (!(await this.deps.store.createLockTable(record))) throw new StatelockError('DYNAMODB_TABLE_EXISTS', { table: name });
-    return { TableDescription: await this.describe(record, 'ACTIVE', r.region) };
+    return { TableDescription: await this.describe(record, 'ACTIVE', r) };
   }
 
   private async describeTable(req: Request, r: AwsRequest): Promise<Answer> {
     const name = tableNameOf(req);
     const record = await this.deps.store.getLockTable(name);
     if (!record) throw new StatelockError('DYNAMODB_TABLE_NOT_FOUND', { table: name });
-    return { Table: await this.describe(record, 'ACTIVE', r.region) };
+    return { Table: await this.describe(record, 'ACTIVE', r) };
   }
 
   private async listTables(req: Request): Promise<Answer> {
@@ -305,14 +316,17 @@ export class DynamoDbDoor {
 
   /** Removes the table's record only: the locks it showed are statelock's and stay held. */
   private async deleteTable(req: Request, r: AwsRequest): Promise<Answer> {
+    r.ctx.authorize('admin', null);
     const name = tableNameOf(req);
     const record = await this.deps.store.getLockTable(name);
     if (!record || !(await this.deps.store.deleteLockTable(name))) throw new StatelockError('DYNAMODB_TABLE_NOT_FOUND', { table: name });
-    return { TableDescription: await this.describe(record, 'DELETING', r.region) };
+    return { TableDescription: await this.describe(record, 'DELETING', r) };
   }
 
-  private async describe(record: LockTableRecord, status: 'ACTIVE' | 'DELETING', region: string): Promise<Answer> {
-    const items = await this.allItems();
+  /** ItemCount and TableSizeBytes count what the principal may read (as Scan shows it). */
+  private async describe(record: LockTableRecord, status: 'ACTIVE' | 'DELETING', r: AwsRequest): Promise<Answer> {
+    const { region } = r;
+    const items = await this.readableItems(r);
     const def = record.definition;
     const billing = def.BillingMode === 'PAY_PER_REQUEST' ? 'PAY_PER_REQUEST' : 'PROVISIONED';
     const created = Date.parse(record.createdAt) / 1000;
@@ -467,27 +481,11 @@ function send(res: ServerResponse, status: number, doc: Answer, requestId: strin
 }
 
 /**
- * The permission an operation needs, checked before it runs so that a refusal changes nothing: reads of
- * an item need read on its state key, lock items need lock (a delete that would force-unlock also needs
- * force-unlock, decided in the transaction), digest items need write, CreateTable/DeleteTable are
- * server-wide (admin). Scan is filtered to what the principal may read. A malformed request is left to
- * the operation's own validation.
+ * A PutItem or DeleteItem of an item changes the lock (lock permission on its state key) or, for a digest
+ * item, claims to change the state (write). Checked once the LockID is parsed and before anything is read
+ * or changed, so a refusal changes nothing. A DeleteItem that would force-unlock a lock held through
+ * another door also needs force-unlock: that is decided in the transaction (decideDoorRelease).
  */
-function authorizeOperation(op: string, req: Request, r: AwsRequest): void {
-  if (op === 'CreateTable' || op === 'DeleteTable') return r.ctx.authorize('admin', null);
-  const lockId = (op === 'PutItem' ? lockIdIn(req.Item) : op === 'GetItem' || op === 'DeleteItem' ? lockIdIn(req.Key) : null);
-  if (lockId === null) return;
-  let ref;
-  try {
-    ref = refOf(lockId);
-  } catch {
-    return;
-  }
-  if (op === 'GetItem') return r.ctx.authorize('read', ref.key);
+function authorizeItemChange(r: AwsRequest, ref: LockItemRef): void {
   r.ctx.authorize(ref.kind === 'digest' ? 'write' : 'lock', ref.key);
-}
-
-function lockIdIn(value: unknown): string | null {
-  const id = (value as { LockID?: { S?: unknown } } | null | undefined)?.LockID?.S;
-  return typeof id === 'string' ? id : null;
 }

@@ -238,7 +238,12 @@ function authorizeObject(r: AwsRequest, addr: ObjectAddress, sub: string | null)
   r.ctx.authorize(addr.kind === 'lock' ? 'lock' : 'write', key);
 }
 
-/** The door's dependencies as one principal sees them: listings show only the states and locks it may read. */
+/**
+ * The door's dependencies as one principal sees them, for the listings: the states, their versions and
+ * the locks it may not read do not exist (a listing is filtered, never refused). ListObjectVersions
+ * also reads versions of the key named by `key-marker` or by an exact `prefix`: those go through
+ * `read` and `listVersions`, so they are filtered too.
+ */
 function readableView(deps: AwsDoorDeps, r: AwsRequest): AwsDoorDeps {
   const grants = r.ctx.principal.grants;
   if (isAllowed(grants, 'read', null)) return deps;
@@ -248,6 +253,8 @@ function readableView(deps: AwsDoorDeps, r: AwsRequest): AwsDoorDeps {
     const page = await deps.state.list(q);
     return { ...page, items: page.items.filter((s) => can(s.key)) };
   };
+  state.read = async (key: string) => (can(key) ? deps.state.read(key) : null);
+  state.listVersions = async (key: string, q: Parameters<StateService['listVersions']>[1]) => (can(key) ? deps.state.listVersions(key, q) : { items: [], next: null });
   const store = Object.create(deps.store) as Store;
   store.listLocks = async (q: Parameters<Store['listLocks']>[0]) => {
     const page = await deps.store.listLocks(q);
