@@ -159,7 +159,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
     }
   };
 
-  const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 300_000, headersTimeout: 60_000 };
+  const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: config.requestTimeoutMs, headersTimeout: Math.min(60_000, config.requestTimeoutMs) };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(req, res);
   const server: Server = config.tls ? createTlsServer({ ...serverOptions, cert: config.tls.cert, key: config.tls.key }, onRequest) : createServer(serverOptions, onRequest);
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

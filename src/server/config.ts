@@ -28,6 +28,8 @@ export interface ServerConfig {
   awsMaxSkewMs: number;
   /** Listen beyond loopback although no token exists (everything allowed to everyone). */
   insecureNoAuth: boolean;
+  /** A request whose headers and body have not fully arrived after this long is answered 408 (slow clients). */
+  requestTimeoutMs: number;
   /** Encrypt stored state bodies at rest with these keys (the last is the newest); null: off. */
   encryptionKeys: EncryptionKey[] | null;
 }
@@ -45,6 +47,7 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   awsMaxSkewMs: 15 * 60 * 1000,
   insecureNoAuth: false,
   encryptionKeys: null,
+  requestTimeoutMs: 300_000,
 };
 
 /** `ID:SECRET[,ID:SECRET…]` → map; null when a pair is malformed. */

@@ -33,6 +33,9 @@ const HELP = `Usage: statelock serve [--host H] [--port P] [--data DIR | --datab
                     encrypt every stored state version at rest (AES-256-GCM) with the keys in FILE:
                     lines of <key id>:<base64 of 32 bytes>, the newest last (env STATELOCK_ENCRYPTION_KEY,
                     same format, commas allowed); "statelock rekey" re-encrypts old versions
+  --request-timeout D
+                    answer 408 to a request whose headers and body have not arrived within D
+                    (default 5m): slow or stalled clients cannot hold connections forever
   --insecure-no-auth
                     listen beyond loopback although no token exists yet (everyone may do
                     everything); without it such a start is refused
@@ -58,6 +61,7 @@ export async function runServe(args: string[]): Promise<number> {
       's3-domain': { type: 'string', multiple: true },
       'insecure-no-auth': { type: 'boolean' },
       'encryption-key-file': { type: 'string' },
+      'request-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -97,6 +101,11 @@ export async function runServe(args: string[]): Promise<number> {
     config.awsCredentials = parsed;
   }
   config.insecureNoAuth = values['insecure-no-auth'] === true;
+  if (values['request-timeout'] !== undefined) {
+    const seconds = parseDuration(String(values['request-timeout']));
+    if (seconds === null || seconds < 1) throw new UsageError(`--request-timeout must be a duration of at least 1s, such as 30s or 5m, not "${String(values['request-timeout'])}"`);
+    config.requestTimeoutMs = seconds * 1000;
+  }
   config.encryptionKeys = encryptionKeysFrom(values['encryption-key-file'] as string | undefined);
   if (values['s3-domain'] !== undefined) config.s3Domains = (values['s3-domain'] as string[]).map((d) => d.toLowerCase());
   if (values['log-level'] !== undefined) {
