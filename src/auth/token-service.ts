@@ -54,6 +54,12 @@ export class TokenService {
 
   /** @throws StatelockError TOKEN_NOT_FOUND */
   async revoke(name: string, client: ClientContext): Promise<TokenJson> {
+    // Revoking the last live admin would switch authentication off (no live token left) or lock every
+    // operator out: refused; create the replacement first.
+    const live = (await this.store.listPrincipals()).filter((p) => p.revokedAt === null);
+    const isAdmin = (p: PrincipalRecord) => p.grants.some((g) => g === '*:admin' || (g.startsWith('*:') && g.slice(2).split(',').includes('admin')));
+    const target = live.find((p) => p.name === name);
+    if (target && (live.length === 1 || (isAdmin(target) && live.filter(isAdmin).length === 1))) throw new StatelockError('TOKEN_LAST_ADMIN', { name });
     const audit = { action: 'token.revoke' as const, key: tokenAuditKey(name), lockId: null, outcome: 'ok' as const, detail: {} };
     const revoked = await this.store.revokePrincipal(name, new Date().toISOString(), audit, client);
     if (!revoked) throw new StatelockError('TOKEN_NOT_FOUND', { name });

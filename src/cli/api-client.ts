@@ -27,7 +27,8 @@ export interface ApiClientOptions {
 
 export class ApiClient {
   readonly server: string;
-  private readonly token: string | undefined;
+  /** The token sent as Bearer (and handed to Terraform by `statelock run`). */
+  readonly token: string | undefined;
 
   constructor(opts: ApiClientOptions) {
     this.server = opts.server.replace(/\/+$/, '');

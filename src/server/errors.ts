@@ -16,6 +16,7 @@ export const ERROR_REGISTRY = {
   FORBIDDEN: { status: 403, message: 'principal "{principal}" lacks the {permission} permission on {target}', s3: 'AccessDenied', dynamodb: 'AccessDeniedException' },
   INVALID_TOKEN_REQUEST: { status: 400, message: 'invalid token request: {reason}' },
   TOKEN_NOT_FOUND: { status: 404, message: 'no live token named {name}' },
+  TOKEN_LAST_ADMIN: { status: 409, message: 'refusing to revoke {name}: it is the last live token, or the last with admin on "*"; revoking it would switch authentication off (or lock every operator out). Create its replacement first' },
   TOKEN_EXISTS: { status: 409, message: 'a live token named {name} already exists; revoke it first or choose another name' },
   NOT_FOUND: { status: 404, message: 'no such endpoint: {path}' },
   STATE_NOT_FOUND: { status: 404, message: 'no state stored at key {key}' },

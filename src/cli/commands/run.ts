@@ -89,6 +89,8 @@ export const runCommand: Command = async (args, ctx) => {
     TF_HTTP_LOCK_ADDRESS: lockTimeout === undefined ? base : `${base}&wait=${lockTimeout}s`,
     TF_HTTP_UNLOCK_ADDRESS: base,
     STATELOCK_SESSION: session.id,
+    // Terraform's http backend sends credentials only when a username is set: hand it the CLI's token.
+    ...(ctx.api.token && !ctx.env.TF_HTTP_PASSWORD ? { TF_HTTP_USERNAME: ctx.env.TF_HTTP_USERNAME || 'statelock', TF_HTTP_PASSWORD: ctx.api.token } : {}),
   };
   const heartbeatMs = Math.max(500, Math.floor(((session.ttlSeconds || ttl) * 1000) / 3));
   ctx.io.err(paint(ctx.io, 'dim', `statelock: session ${session.id} on ${key}: lease ${session.ttlSeconds || ttl}s, heartbeat every ${(heartbeatMs / 1000).toFixed(1)}s\n`));
