@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -8,6 +9,7 @@ import { Keyring, keyIdOf, parseEncryptionKeys } from '../src/store/encryption.j
 import { StatelockError } from '../src/server/errors.js';
 import { lockBody, rawRequest, stateBody } from './support/http.js';
 import { runCli } from './support/cli.js';
+import { s3Client, startAwsServer } from './support/aws.js';
 import { PG_SKIP_REASON, pgAvailable, psql, startPostgres } from './support/postgres.js';
 import { startServer, tempDir, type RunningServer } from './support/server-process.js';
 
@@ -190,6 +192,135 @@ describe('encryption at rest on PostgreSQL', { skip: pgAvailable() ? false : PG_
       assert.ok(Number(await psql(pg, 'SELECT sum(length(data)) FROM version_chunks')) > 5 * 1024 * 1024, 'the body is stored, in chunks');
       assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0', 'no chunk holds the marker');
       assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('"padding"', 'UTF8') in data) > 0`), '0', 'no chunk holds any JSON of the state');
+      await s.stop();
+    } finally {
+      await pg.stop('fast');
+    }
+  });
+});
+
+describe('encryption at rest: S3 multipart, wrong keys, bad key lists', () => {
+  test('a 6 MiB state through S3 multipart: the parts and the version are sealed; GetObject and the http door return the exact bytes', async () => {
+    const marker = `S3MARK-${randomBytes(6).toString('hex')}`;
+    const server = await startAwsServer({ args: ['--encryption-key-file', keyFile(newKey('s3k'))] });
+    running.push(server);
+    const s3 = s3Client(server);
+    await s3.send(new CreateBucketCommand({ Bucket: 'enc-bucket' }));
+    // The marker in both parts: one near the start (outputs), one after the padding.
+    const body = Buffer.from(stateBody(1, 'L-mp', { outputs: { head: { value: `${marker}-head`, type: 'string' } }, padding: 'p'.repeat(6 * 1024 * 1024), tail: `${marker}-tail` }));
+    const [first, second] = [body.subarray(0, 5 * 1024 * 1024), body.subarray(5 * 1024 * 1024)];
+    assert.ok(first.includes(`${marker}-head`) && second.includes(`${marker}-tail`));
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'enc-bucket', Key: 'mp/terraform.tfstate', ContentType: 'application/json' }));
+    const parts = [];
+    for (const [i, part] of [first, second].entries()) {
+      const { ETag } = await s3.send(new UploadPartCommand({ Bucket: 'enc-bucket', Key: 'mp/terraform.tfstate', UploadId, PartNumber: i + 1, Body: part }));
+      assert.equal(ETag, `"${createHash('md5').update(part).digest('hex')}"`, 'a part ETag is the MD5 of the plaintext part');
+      parts.push({ PartNumber: i + 1, ETag: ETag! });
+    }
+    assertAbsent(rawFiles(server.dataDir), marker); // the stored parts, before completion
+    const done = await s3.send(new CompleteMultipartUploadCommand({ Bucket: 'enc-bucket', Key: 'mp/terraform.tfstate', UploadId, MultipartUpload: { Parts: parts } }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'enc-bucket', Key: 'mp/terraform.tfstate' }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+    assert.match(done.ETag!, /^"[0-9a-f]{32}-2"$/);
+    assert.equal(got.ETag, `"${createHash('md5').update(body).digest('hex')}"`, 'digests are those of the plaintext');
+    const http = await rawRequest(`${server.url}/state/enc-bucket/mp/terraform.tfstate`);
+    assert.ok(http.body.equals(body));
+    assert.equal(http.headers['content-md5'], createHash('md5').update(body).digest('base64'));
+    await server.stop();
+    assertAbsent(rawFiles(server.dataDir), marker);
+    assert.deepEqual(storedKeyIds(server.dataDir), ['s3k']);
+  });
+
+  test('a different key under a known key ID: ENCRYPTION_FAILED naming it, and the server keeps serving', async () => {
+    const dir = tempDir();
+    let s = await serve(dir, keyFile(newKey('same')));
+    assert.equal((await rawRequest(`${s.url}/state/wrong/k`, { method: 'POST', body: stateBody(1, 'L-w') })).status, 200);
+    await s.stop();
+    s = await serve(dir, keyFile(newKey('same')));
+    const res = await rawRequest(`${s.url}/state/wrong/k`);
+    assert.equal(res.status, 500);
+    assert.equal(res.json<{ error: { code: string } }>().error.code, 'ENCRYPTION_FAILED');
+    assert.match(res.text, /key \\"same\\"/);
+    assert.equal((await rawRequest(`${s.url}/readyz`)).status, 200);
+    assert.equal((await rawRequest(`${s.url}/state/wrong/other`, { method: 'POST', body: stateBody(1, 'L-o') })).status, 200, 'other keys still work');
+    await s.stop();
+  });
+
+  test('rekey beside a running SQLite server: its writes go on unharmed; a key missing from rekey\'s list stops it, naming the key', async () => {
+    const [k1, k2] = [newKey('run1'), newKey('run2')];
+    const s = await serve(tempDir(), keyFile(k1));
+    for (let i = 1; i <= 12; i++) assert.equal((await rawRequest(`${s.url}/state/beside/k${i % 3}?ID=`, { method: 'POST', body: stateBody(i, `L${i % 3}`) })).status, 200);
+    const missing = await runCli(['rekey', '--data', s.dataDir], { env: { STATELOCK_ENCRYPTION_KEY: k2 } });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /encrypted with key "run1"/);
+    let stop = false;
+    const statuses: number[] = [];
+    const writer = (async () => {
+      for (let serial = 100; !stop; serial++) statuses.push((await rawRequest(`${s.url}/state/beside/w`, { method: 'POST', body: stateBody(serial, 'LW') })).status);
+    })();
+    const rekey = await runCli(['rekey', '--data', s.dataDir], { env: { STATELOCK_ENCRYPTION_KEY: `${k1},${k2}` } });
+    stop = true;
+    await writer;
+    assert.equal(rekey.code, 0, rekey.stderr);
+    assert.match(rekey.stdout, /Re-encrypted \d+ of \d+/);
+    assert.ok(statuses.length > 0 && statuses.every((st) => st === 200), `writes during the rekey: ${statuses.join(',')}`);
+    await s.stop();
+    const after = await serve(s.dataDir, keyFile(k1, k2));
+    for (const k of ['k0', 'k1', 'k2']) assert.equal((await rawRequest(`${after.url}/state/beside/${k}`)).status, 200);
+    assert.equal((await rawRequest(`${after.url}/state/beside/w`)).json<{ serial: number }>().serial, 99 + statuses.length);
+    await after.stop();
+  });
+
+  test('a malformed key list is a usage error (exit 2) that names the problem and never echoes key material', async () => {
+    const short = randomBytes(16).toString('base64');
+    const good = randomBytes(32).toString('base64');
+    const cases: Array<{ args: string[]; env?: Record<string, string>; reason: RegExp; secret: string }> = [
+      { args: ['--encryption-key-file', keyFile(`short:${short}`)], reason: /: key "short" is 16 bytes after base64 decoding; AES-256 needs 32/, secret: short },
+      { args: [], env: { STATELOCK_ENCRYPTION_KEY: good }, reason: /STATELOCK_ENCRYPTION_KEY: entry 1 has no valid key id/, secret: good },
+      { args: [], env: { STATELOCK_ENCRYPTION_KEY: `a:${good}, a:${good}` }, reason: /STATELOCK_ENCRYPTION_KEY: key id "a" appears twice/, secret: good },
+      { args: ['--encryption-key-file', join(tempDir(), 'absent')], reason: /--encryption-key-file: cannot read/, secret: good },
+      { args: ['--encryption-key-file', keyFile(`typo:${good.slice(0, 20)}!${good.slice(21)}`)], reason: /: key "typo" is not base64/, secret: good.slice(0, 20) },
+    ];
+    for (const c of cases) {
+      const r = await runCli(['serve', '--port', '0', '--data', tempDir(), ...c.args], { env: { STATELOCK_ENCRYPTION_KEY: '', ...c.env } });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, c.reason);
+      assert.ok(!r.stderr.includes(c.secret) && !r.stderr.includes(c.secret.slice(0, 12)), 'no key material in the message');
+    }
+    const rekey = await runCli(['rekey', '--data', tempDir()], { env: { STATELOCK_ENCRYPTION_KEY: '' } });
+    assert.equal(rekey.code, 2);
+    assert.match(rekey.stderr, /rekey needs the keys/);
+  });
+});
+
+describe('statelock rekey on PostgreSQL', { skip: pgAvailable() ? false : PG_SKIP_REASON }, () => {
+  test('rekey moves every chunked version to the newest key; the old key can then go', async () => {
+    const pg = await startPostgres();
+    try {
+      const marker = `PGREKEY-${randomBytes(6).toString('hex')}`;
+      const [old, next] = [newKey('pg-old'), newKey('pg-new')];
+      let s = await startServer({ args: ['--database', pg.url, '--encryption-key-file', keyFile(old)] });
+      running.push(s);
+      const big = markerState(1, marker).replace('"outputs"', `"padding": "${'y'.repeat(5 * 1024 * 1024)}", "outputs"`);
+      assert.equal((await rawRequest(`${s.url}/state/pg/rk?ID=`, { method: 'POST', body: big })).status, 200);
+      assert.equal((await rawRequest(`${s.url}/state/pg/rk?ID=`, { method: 'POST', body: markerState(2, marker) })).status, 200);
+      const rekey = await runCli(['rekey', '--database', pg.url], { env: { STATELOCK_ENCRYPTION_KEY: `${old},${next}` } });
+      assert.equal(rekey.code, 0, rekey.stderr);
+      assert.match(rekey.stdout, /Re-encrypted 2 of 2 .*"pg-new"/);
+      assert.match((await runCli(['rekey', '--database', pg.url], { env: { STATELOCK_ENCRYPTION_KEY: `${old},${next}` } })).stdout, /Re-encrypted 0 of 2/, 'idempotent');
+      // Beside the running server (still on the old key only): it now lacks the key of every version.
+      const missing = await rawRequest(`${s.url}/state/pg/rk`);
+    assert.equal(missing.status, 500);
+    assert.equal(missing.json<{ error: { code: string } }>().error.code, 'ENCRYPTION_KEY_MISSING');
+    assert.match(missing.text, /pg-new/);
+      await s.stop();
+      s = await startServer({ args: ['--database', pg.url, '--encryption-key-file', keyFile(next)] });
+      running.push(s);
+      assert.equal((await rawRequest(`${s.url}/state/pg/rk`)).text, markerState(2, marker));
+      const token = await adminToken(s);
+      assert.equal((await rawRequest(`${s.url}/api/v1/content/pg/rk?seq=1`, { headers: { Authorization: `Bearer ${token}` } })).text, big);
+      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0');
+      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE n = 0 AND position(convert_to('pg-new', 'UTF8') in substring(data from 1 for 12)) = 0`), '0', 'every version is sealed under pg-new');
       await s.stop();
     } finally {
       await pg.stop('fast');

@@ -335,5 +335,69 @@ for (const engine of ENGINES) {
       assert.equal((await s2.getLock('keep'))?.id, 'K');
       await s2.close();
     });
+
+    test('rewriteBodies: fenced writes and AWS secrets too (secrets only through transformSecret); other rows untouched', async () => {
+      const store = await engine.open(tempDir());
+      await put(store, 'rw/f', 1);
+      const lost = Buffer.from('{"serial":2,"lineage":"L","lost":"work"}');
+      await store.update('rw/f', client, () => ({
+        result: null,
+        changes: { rejectedWrite: { lockId: 'OLD', serial: 2, lineage: 'L', size: lost.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', body: lost } },
+      }));
+      const principal = { id: 'p1', name: 'ci', tokenHash: 'h', grants: ['*:read'], awsAccessKeyId: 'AKIA1', awsSecret: 'SECRET-1', createdAt: new Date().toISOString(), revokedAt: null };
+      assert.equal(await store.createPrincipal(principal, { action: 'token.create', key: '*', lockId: null, outcome: 'ok', detail: {} }, client), true);
+      await store.createPrincipal({ ...principal, id: 'p2', name: 'no-aws', awsAccessKeyId: null, awsSecret: null }, { action: 'token.create', key: '*', lockId: null, outcome: 'ok', detail: {} }, client);
+      const tag = (body: Buffer) => (body[0] === 0x58 ? null : Buffer.concat([Buffer.from('X'), body]));
+      assert.deepEqual(await store.rewriteBodies(tag), { scanned: 2, rewritten: 2 }, 'one version, one fenced write; no secret without transformSecret');
+      assert.equal((await store.getPrincipal('p1'))?.awsSecret, 'SECRET-1');
+      assert.deepEqual(await store.rewriteBodies(tag, (s) => (s.startsWith('Y') ? null : `Y${s}`)), { scanned: 3, rewritten: 1 }, 'bodies already done; one secret (a principal without one is not offered)');
+      assert.equal((await store.readRejected('rw/f', 1))?.body.toString(), `X${lost.toString()}`);
+      assert.equal((await store.readRejected('rw/f', 1))?.meta.size, lost.length, 'metadata (plaintext size) stays');
+      assert.equal((await store.getPrincipalByAccessKey('AKIA1'))?.awsSecret, 'YSECRET-1');
+      assert.equal((await store.getPrincipal('p2'))?.awsSecret, null);
+      await store.close();
+    });
+
+    test('rewriteBodies: two at once on one database (two rekeys) and reads meanwhile never lose or splice a multi-chunk body', async () => {
+      const dir = tempDir();
+      const a = await engine.open(dir);
+      const b = await engine.open(dir);
+      const original = `{"serial":1,"lineage":"L","pad":"${'q'.repeat(9 * 1024 * 1024)}"}`; // three 4 MiB chunks on PostgreSQL
+      await put(a, 'rw/big', 1, original);
+      // As rekey does: seal under the newest key unless already sealed with it (the sealed length differs,
+      // so every chunk boundary moves). The rounds alternate the newest key.
+      const k1 = { id: 'k1', key: Buffer.alloc(32, 1) };
+      const k2 = { id: 'k2', key: Buffer.alloc(32, 2) };
+      const rings = [new Keyring([k2, k1]), new Keyring([k1, k2])];
+      const rekey = (ring: Keyring) => (body: Buffer) => (ring.isCurrent(body) ? null : ring.seal(ring.open(body)));
+      let stop = false;
+      const seen = new Set<string>();
+      const reader = (async () => {
+        while (!stop) {
+          try {
+            const body = rings[0]!.open((await b.readVersion('rw/big', { seq: 1 }))!.body);
+            seen.add(body.toString() === original ? 'whole' : `spliced (${body.length} bytes)`);
+          } catch (err) {
+            seen.add(`failed: ${(err as Error).message}`);
+          }
+        }
+      })();
+      try {
+        for (let round = 0; round < 4; round++) {
+          const ring = rings[round % 2]!;
+          const results = await Promise.all([a.rewriteBodies(rekey(ring)), b.rewriteBodies(rekey(ring))]);
+          assert.equal(results[0].rewritten + results[1].rewritten, 1, 'exactly one of the two rewrote it; the other saw its result');
+          const stored = (await a.readVersion('rw/big', { seq: 1 }))!.body;
+          assert.equal(keyIdOf(stored), ring.newest!.id);
+          assert.equal(ring.open(stored).toString(), original);
+        }
+      } finally {
+        stop = true;
+        await reader;
+        await a.close();
+        await b.close();
+      }
+      assert.deepEqual([...seen], ['whole'], 'every read during the rewrites saw the one whole body');
+    });
   });
 }

@@ -24,7 +24,10 @@ export function parseEncryptionKeys(text: string): EncryptionKey[] | { error: st
     const at = entry.indexOf(':');
     const id = at > 0 ? entry.slice(0, at) : '';
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) return { error: `entry ${i + 1} has no valid key id before ":" (1-64 of A-Z a-z 0-9 . _ -)` };
-    const key = Buffer.from(entry.slice(at + 1), 'base64');
+    const text = entry.slice(at + 1).trim();
+    // Buffer.from(…, 'base64') skips what is not base64; a typo must not quietly become another key.
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) && !/^[A-Za-z0-9_-]+={0,2}$/.test(text)) return { error: `key "${id}" is not base64 (make one with: openssl rand -base64 32)` };
+    const key = Buffer.from(text, 'base64');
     if (key.length !== 32) return { error: `key "${id}" is ${key.length} bytes after base64 decoding; AES-256 needs 32 (make one with: openssl rand -base64 32)` };
     if (keys.some((k) => k.id === id)) return { error: `key id "${id}" appears twice` };
     keys.push({ id, key });

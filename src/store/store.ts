@@ -247,7 +247,11 @@ export interface Store {
 
   /**
    * Re-keying: passes every stored body (versions, rejected writes, multipart parts) to `transform`, and
-   * every principal's AWS secret to `transformSecret`, and stores what they return in place (null: leave it). Batches of bounded size, each its own transaction.
+   * every principal's AWS secret to `transformSecret`, and stores what they return in place (null: leave it);
+   * metadata (sizes, digests) is untouched. Batches of bounded size, each its own transaction, which reads the
+   * bodies it rewrites: so it is safe beside running servers and beside another rewrite (each body is
+   * transformed from its latest committed bytes, never from a stale copy), and readers see a body whole,
+   * before or after. Counts what was offered (`scanned`) and what was written back (`rewritten`).
    */
   rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }>;
 

@@ -231,16 +231,39 @@ export class PostgresStore implements Store {
    * Reads a body chunk by chunk, only one chunk at a time in flight. A plaintext body goes into one buffer
    * of its known size; a sealed one (encryption at rest) is longer than the plaintext size the metadata
    * records, and the decorator that opens it checks its integrity.
+   *
+   * A body that fits in chunk 0 is read by one statement. A longer one is read inside one REPEATABLE READ
+   * snapshot: `rewriteBodies` (statelock rekey, beside a running server) replaces a version's chunks, and
+   * chunk reads from two sides of its commit would splice two different bodies together.
    */
   private async body(versionId: unknown, size: number): Promise<Buffer> {
+    const chunk = (q: Q, n: number) => q.query('SELECT data FROM version_chunks WHERE version_id = $1 AND n = $2', [versionId, n]).then((r) => r.rows[0] as { data: Buffer } | undefined);
+    const first = await chunk(this.pool, 0);
     const chunks: Buffer[] = [];
-    let total = 0;
-    for (let n = 0; ; n++) {
-      const row = (await this.pool.query('SELECT data FROM version_chunks WHERE version_id = $1 AND n = $2', [versionId, n])).rows[0] as { data: Buffer } | undefined;
-      if (!row) break;
-      chunks.push(row.data);
-      total += row.data.length;
+    if (!first || first.data.length < CHUNK_BYTES) {
+      if (first) chunks.push(first.data);
+    } else {
+      const c = await this.checkout();
+      let broken = false;
+      try {
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        for (let n = 0; ; n++) {
+          const row = await chunk(c, n);
+          if (!row) break;
+          chunks.push(row.data);
+        }
+        await c.query('COMMIT');
+      } catch (err) {
+        broken = await c.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        throw err;
+      } finally {
+        c.done(broken);
+      }
     }
+    const total = chunks.reduce((sum, b) => sum + b.length, 0);
     const sealed = chunks.length > 0 && chunks[0]!.subarray(0, 4).toString('latin1') === 'SLE1';
     if (!sealed && total !== size) throw new Error(`version ${String(versionId)}: stored chunks hold ${total} bytes, not ${size}`);
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
@@ -437,25 +460,35 @@ export class PostgresStore implements Store {
     const inTransaction = async (fn: (c: pg.PoolClient) => Promise<void>) =>
       translate(async () => {
         const c = await this.checkout();
+        let broken = false;
         try {
           await c.query('BEGIN');
           await fn(c);
           await c.query('COMMIT');
         } catch (err) {
-          await c.query('ROLLBACK').catch(() => undefined);
+          broken = await c.query('ROLLBACK').then(
+            () => false,
+            () => true,
+          );
           throw err;
         } finally {
-          c.done();
+          c.done(broken);
         }
       });
     // Versions: a body is its chunks; each version is rewritten (its chunks replaced) in one transaction.
     let after = '0';
     for (;;) {
-      const ids = (await this.pool.query('SELECT id, size FROM versions WHERE id > $1 ORDER BY id LIMIT 64', [after])).rows as Array<{ id: string; size: string }>;
+      const ids = (await translate(() => this.pool.query('SELECT id FROM versions WHERE id > $1 ORDER BY id LIMIT 256', [after]))).rows as Array<{ id: string }>;
       if (ids.length === 0) break;
       for (const { id } of ids) {
         await inTransaction(async (c) => {
-          const chunks = (await c.query('SELECT data FROM version_chunks WHERE version_id = $1 ORDER BY n FOR UPDATE', [id])).rows as Array<{ data: Buffer }>;
+          // The version row's lock serializes two rewrites of one body (two rekeys at once): the second then
+          // reads the chunks the first committed. (Locking the chunk rows would not do: READ COMMITTED would
+          // hand the second an empty set once the first had replaced them, and it would store an empty body.)
+          // NO KEY UPDATE leaves the KEY SHARE locks of foreign keys (states.current_version_id) unblocked.
+          if ((await c.query('SELECT id FROM versions WHERE id = $1 FOR NO KEY UPDATE', [id])).rowCount !== 1) return;
+          const chunks = (await c.query('SELECT data FROM version_chunks WHERE version_id = $1 ORDER BY n', [id])).rows as Array<{ data: Buffer }>;
+          if (chunks.length === 0) return;
           scanned++;
           const next = transform(Buffer.concat(chunks.map((r) => r.data)));
           if (!next) return;
@@ -468,17 +501,23 @@ export class PostgresStore implements Store {
       }
       after = ids[ids.length - 1]!.id;
     }
-    const rejected = (await this.pool.query('SELECT id FROM rejected_writes ORDER BY id')).rows as Array<{ id: string }>;
-    for (const { id } of rejected) {
-      await inTransaction(async (c) => {
-        const body = (await c.query('SELECT body FROM rejected_writes WHERE id = $1 FOR UPDATE', [id])).rows[0]?.body as Buffer | undefined;
-        if (!body) return;
-        scanned++;
-        const next = transform(body);
-        if (next) await c.query('UPDATE rejected_writes SET body = $1 WHERE id = $2', [next, id]), rewritten++;
-      });
+    // Fenced writes and parts: one row each, locked, read, rewritten (a row gone meanwhile is skipped).
+    let afterRejected = '0';
+    for (;;) {
+      const ids = (await translate(() => this.pool.query('SELECT id FROM rejected_writes WHERE id > $1 ORDER BY id LIMIT 256', [afterRejected]))).rows as Array<{ id: string }>;
+      if (ids.length === 0) break;
+      for (const { id } of ids) {
+        await inTransaction(async (c) => {
+          const body = (await c.query('SELECT body FROM rejected_writes WHERE id = $1 FOR UPDATE', [id])).rows[0]?.body as Buffer | undefined;
+          if (!body) return;
+          scanned++;
+          const next = transform(body);
+          if (next) await c.query('UPDATE rejected_writes SET body = $1 WHERE id = $2', [next, id]), rewritten++;
+        });
+      }
+      afterRejected = ids[ids.length - 1]!.id;
     }
-    const parts = (await this.pool.query('SELECT upload_id, part_number FROM upload_parts ORDER BY upload_id, part_number')).rows as Array<{ upload_id: string; part_number: number }>;
+    const parts = (await translate(() => this.pool.query('SELECT upload_id, part_number FROM upload_parts ORDER BY upload_id, part_number'))).rows as Array<{ upload_id: string; part_number: number }>;
     for (const p of parts) {
       await inTransaction(async (c) => {
         const body = (await c.query('SELECT body FROM upload_parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE', [p.upload_id, p.part_number])).rows[0]?.body as Buffer | undefined;
@@ -489,10 +528,11 @@ export class PostgresStore implements Store {
       });
     }
     if (transformSecret) {
-      for (const p of (await this.pool.query('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL')).rows as Array<{ id: string; aws_secret: string }>) {
+      for (const p of (await translate(() => this.pool.query('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL ORDER BY id'))).rows as Array<{ id: string; aws_secret: string }>) {
         scanned++;
         const next = transformSecret(p.aws_secret);
-        if (next !== null) await this.pool.query('UPDATE principals SET aws_secret = $1 WHERE id = $2', [next, p.id]), rewritten++;
+        // Only if unchanged since read: a concurrent rekey's result is never overwritten with a stale one.
+        if (next !== null && ((await translate(() => this.pool.query('UPDATE principals SET aws_secret = $1 WHERE id = $2 AND aws_secret = $3', [next, p.id, p.aws_secret]))).rowCount ?? 0) === 1) rewritten++;
       }
     }
     return { scanned, rewritten };

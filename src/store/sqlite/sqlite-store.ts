@@ -323,41 +323,64 @@ export class SqliteStore implements Store {
   async rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }> {
     let scanned = 0;
     let rewritten = 0;
-    const tables: Array<{ select: string; update: string }> = [
-      { select: 'SELECT id AS k1, NULL AS k2, body FROM versions WHERE id > ? ORDER BY id LIMIT 64', update: 'UPDATE versions SET body = ? WHERE id = ?' },
-      { select: 'SELECT id AS k1, NULL AS k2, body FROM rejected_writes WHERE id > ? ORDER BY id LIMIT 64', update: 'UPDATE rejected_writes SET body = ? WHERE id = ?' },
+    // Rows are listed with their sizes outside any transaction; each batch (at most 64 rows or 64 MiB of
+    // bodies) is then one BEGIN IMMEDIATE transaction that reads the bodies it rewrites. So a row changed or
+    // removed meanwhile by a running server (a part re-sent, an upload completed) is never overwritten with
+    // stale bytes, and the server waits at most one batch for the write lock.
+    const tables = [
+      { list: 'SELECT id AS k, length(body) AS n FROM versions WHERE id > ? ORDER BY id LIMIT 256', read: 'SELECT body FROM versions WHERE id = ?', update: 'UPDATE versions SET body = ? WHERE id = ?' },
+      { list: 'SELECT id AS k, length(body) AS n FROM rejected_writes WHERE id > ? ORDER BY id LIMIT 256', read: 'SELECT body FROM rejected_writes WHERE id = ?', update: 'UPDATE rejected_writes SET body = ? WHERE id = ?' },
+      // A re-sent part replaces its row (INSERT OR REPLACE): a new rowid, visited later or already sealed.
+      { list: 'SELECT rowid AS k, length(body) AS n FROM upload_parts WHERE rowid > ? ORDER BY rowid LIMIT 256', read: 'SELECT body FROM upload_parts WHERE rowid = ?', update: 'UPDATE upload_parts SET body = ? WHERE rowid = ?' },
     ];
+    const BATCH_ROWS = 64;
+    const BATCH_BYTES = 64 * 1024 * 1024;
     for (const t of tables) {
-      const select = this.db.prepare(t.select);
+      const list = this.db.prepare(t.list);
+      const read = this.db.prepare(t.read);
       const update = this.db.prepare(t.update);
+      const rewriteBatch = this.db.transaction((ks: number[]) => {
+        for (const k of ks) {
+          const row = read.get(k) as { body: Buffer } | undefined;
+          if (!row) continue;
+          scanned++;
+          const next = transform(row.body);
+          if (next) update.run(next, k), rewritten++;
+        }
+      });
       let after = 0;
       for (;;) {
-        const rows = select.all(after) as Array<{ k1: number; body: Buffer }>;
+        const rows = translateDriverErrors(() => list.all(after)) as Array<{ k: number; n: number }>;
         if (rows.length === 0) break;
-        this.db.transaction(() => {
-          for (const row of rows) {
-            scanned++;
-            const next = transform(row.body);
-            if (next) update.run(next, row.k1), rewritten++;
+        let batch: number[] = [];
+        let bytes = 0;
+        for (const { k, n } of rows) {
+          if (batch.length > 0 && (batch.length >= BATCH_ROWS || bytes + n > BATCH_BYTES)) {
+            translateDriverErrors(() => rewriteBatch.immediate(batch));
+            batch = [];
+            bytes = 0;
           }
-        }).immediate();
-        after = rows[rows.length - 1]!.k1;
+          batch.push(k);
+          bytes += n;
+        }
+        translateDriverErrors(() => rewriteBatch.immediate(batch));
+        after = rows[rows.length - 1]!.k;
       }
-    }
-    const parts = this.db.prepare('SELECT upload_id, part_number, body FROM upload_parts ORDER BY upload_id, part_number').all() as Array<{ upload_id: string; part_number: number; body: Buffer }>;
-    const updatePart = this.db.prepare('UPDATE upload_parts SET body = ? WHERE upload_id = ? AND part_number = ?');
-    for (const part of parts) {
-      scanned++;
-      const next = transform(part.body);
-      if (next) updatePart.run(next, part.upload_id, part.part_number), rewritten++;
     }
     if (transformSecret) {
+      const secrets = this.db.prepare('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL ORDER BY id');
       const updateSecret = this.db.prepare('UPDATE principals SET aws_secret = ? WHERE id = ?');
-      for (const p of this.db.prepare('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL').all() as Array<{ id: string; aws_secret: string }>) {
-        scanned++;
-        const next = transformSecret(p.aws_secret);
-        if (next !== null) updateSecret.run(next, p.id), rewritten++;
-      }
+      translateDriverErrors(() =>
+        this.db
+          .transaction(() => {
+            for (const p of secrets.all() as Array<{ id: string; aws_secret: string }>) {
+              scanned++;
+              const next = transformSecret(p.aws_secret);
+              if (next !== null) updateSecret.run(next, p.id), rewritten++;
+            }
+          })
+          .immediate(),
+      );
     }
     return { scanned, rewritten };
   }
