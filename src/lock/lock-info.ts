@@ -19,6 +19,8 @@ export interface LockInfo {
 
 /** RFC 3339 date-time, as Go's time.Time unmarshals it (fraction optional, Z or ±hh:mm). */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+/** The longest lock ID accepted. */
+export const MAX_LOCK_ID_LENGTH = 256;
 const FIELDS = ['ID', 'Operation', 'Info', 'Who', 'Version', 'Created', 'Path'] as const;
 
 /**
@@ -43,6 +45,8 @@ export function parseLockInfo(body: Buffer): LockInfo {
   };
   const id = text('ID');
   if (id === '') throw invalid('"ID" is missing or empty');
+  // Terraform's and OpenTofu's IDs are UUIDs; a huge ID would only bloat the lock row and the audit trail.
+  if (id.length > MAX_LOCK_ID_LENGTH) throw invalid(`"ID" is ${id.length} characters long; the limit is ${MAX_LOCK_ID_LENGTH}`);
   const createdValue = values.get('Created');
   let created: string | null = null;
   if (createdValue !== undefined && createdValue !== null) {

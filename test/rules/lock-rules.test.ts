@@ -94,3 +94,10 @@ describe('decideDoorRelease (S3 .tflock and DynamoDB item releases)', () => {
     assert.equal(d.kind === 'refuse' && d.error.code, 'LOCK_ID_MISMATCH');
   });
 });
+
+describe('parseLockInfo limits', () => {
+  test('a lock ID longer than 256 characters is refused (Terraform and OpenTofu send UUIDs)', () => {
+    assert.throws(() => parseLockInfo(Buffer.from(JSON.stringify({ ID: 'x'.repeat(257) }))), (e: unknown) => e instanceof StatelockError && e.code === 'INVALID_LOCK_INFO' && /257 characters/.test(e.message));
+    assert.equal(parseLockInfo(Buffer.from(JSON.stringify({ ID: 'x'.repeat(256) }))).id.length, 256);
+  });
+});
