@@ -128,6 +128,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const started = process.hrtime.bigint();
+    const clientAddr = req.socket?.remoteAddress;
     inFlight++;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -155,17 +156,26 @@ export async function startApp(config: ServerConfig): Promise<App> {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.requests.inc({ door, method: req.method ?? '', status: String(res.statusCode) });
       metrics.requestSeconds.observe(seconds);
-      logger.info('request', { door, method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3, client: req.socket.remoteAddress });
+      // The socket may already be gone (a 413 closes it; a client may hang up): never let logging throw.
+      logger.info('request', { door, method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3, client: clientAddr });
     }
   };
 
-  const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: config.requestTimeoutMs, headersTimeout: Math.min(60_000, config.requestTimeoutMs) };
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(req, res);
+  // Node checks the timeouts every connectionsCheckingInterval (30 s by default): check often enough for the timeout given.
+  const serverOptions = {
+    maxHeaderSize: 16 * 1024,
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+    connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(config.requestTimeoutMs / 4))),
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) =>
+    void handle(req, res).catch((err: unknown) => logger.error('request handling failed', { error: err instanceof Error ? err.stack : String(err) }));
   const server: Server = config.tls ? createTlsServer({ ...serverOptions, cert: config.tls.cert, key: config.tls.key }, onRequest) : createServer(serverOptions, onRequest);
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP (bad request line, oversized headers): answer 400/431 and close, never crash.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
   try {

@@ -11,6 +11,7 @@ export const ERROR_REGISTRY = {
   INVALID_LOCK_INFO: { status: 400, message: 'invalid lock info: {reason}', dynamodb: 'ValidationException' },
   INVALID_SESSION: { status: 400, message: 'invalid session request: {reason}' },
   INVALID_QUERY: { status: 400, message: 'invalid query parameter {name}: {reason}' },
+  REQUEST_ABORTED: { status: 400, message: 'the request body did not arrive whole ({reason}): nothing was stored', s3: 'IncompleteBody', dynamodb: 'SerializationException' },
   CONTENT_MD5_MISMATCH: { status: 400, message: 'Content-MD5 {given} does not match the body (md5 {actual}): the body was altered or truncated' },
   UNAUTHENTICATED: { status: 401, message: 'authentication required: {reason}', s3: 'AccessDenied', dynamodb: 'UnrecognizedClientException' },
   FORBIDDEN: { status: 403, message: 'principal "{principal}" lacks the {permission} permission on {target}', s3: 'AccessDenied', dynamodb: 'AccessDeniedException' },

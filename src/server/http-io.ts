@@ -24,12 +24,18 @@ export async function readRawBody(req: IncomingMessage, limit: number): Promise<
   const exact = Number.isFinite(declared) && declared >= 0 ? Buffer.allocUnsafe(declared) : null;
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    const c = chunk as Buffer;
-    if (size + c.length > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
-    if (exact && size + c.length <= exact.length) c.copy(exact, size);
-    else chunks.push(c);
-    size += c.length;
+  try {
+    for await (const chunk of req) {
+      const c = chunk as Buffer;
+      if (size + c.length > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+      if (exact && size + c.length <= exact.length) c.copy(exact, size);
+      else chunks.push(c);
+      size += c.length;
+    }
+  } catch (err) {
+    if (err instanceof StatelockError) throw err;
+    // The client hung up mid-body, or its chunked framing was malformed: its fault, and nothing was read.
+    throw new StatelockError('REQUEST_ABORTED', { reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
   }
   return exact && size === exact.length ? exact : Buffer.concat(exact ? [exact.subarray(0, Math.min(size, exact.length)), ...chunks] : chunks, size);
 }

@@ -45,6 +45,11 @@ export interface BackendConfig {
   retryWaitMaxMs?: number;
   /** PEM bundle replacing the system roots (client_ca_certificate_pem). */
   ca?: string;
+  /**
+   * client_ca_certificate_pem under its Terraform name: the PEM CA bundle that replaces the system roots
+   * for HTTPS addresses (given explicitly, not through SSL_CERT_FILE). Wins over `ca` when both are set.
+   */
+  caCertificatePem?: string;
   /** skip_cert_verification */
   skipCertVerification?: boolean;
   /** client_certificate_pem / client_private_key_pem (mTLS) */
@@ -1663,7 +1668,8 @@ export class HttpBackendClient {
         agent: isHttps ? this.httpsAgent : this.httpAgent,
       };
       if (isHttps) {
-        if (this.config.ca) options.ca = this.config.ca;
+        const ca = this.config.caCertificatePem ?? this.config.ca;
+        if (ca) options.ca = ca;
         if (this.config.skipCertVerification) options.rejectUnauthorized = false;
         if (this.config.clientCertificatePem) options.cert = this.config.clientCertificatePem;
         if (this.config.clientPrivateKeyPem) options.key = this.config.clientPrivateKeyPem;
