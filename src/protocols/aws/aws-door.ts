@@ -9,7 +9,7 @@ import type { AwsDoorDeps, AwsRequest, AwsService } from './aws-request.js';
 import { verifyChecksums } from './checksums.js';
 import { DynamoDbDoor } from './dynamodb/dynamodb-door.js';
 import { S3Door } from './s3/s3-door.js';
-import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, verifySignature, type SignedRequest } from './sigv4.js';
+import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, verifySignature, verifyStreamingSignatures, type SignedRequest } from './sigv4.js';
 import { StsDoor } from './sts/sts-door.js';
 
 export interface AwsAuthPolicy {
@@ -74,6 +74,10 @@ export class AwsDoor {
     checkClockSkew(time.amzDate, time.ms, Date.now(), this.policy.maxSkewMs);
     const { principal, secret } = await this.policy.authenticator.fromAccessKey(auth.accessKeyId, this.policy.loopback);
     ctx.principal = principal;
+    // The DynamoDB operation travels in X-Amz-Target: unsigned, a captured GetItem could be replayed as a DeleteItem.
+    if (service === 'dynamodb' && secret !== null && !auth.signedHeaders.includes('x-amz-target')) {
+      throw new StatelockError('AWS_AUTH_MALFORMED', { reason: 'X-Amz-Target must be among the signed headers' });
+    }
 
     // S3 signs the payload hash it declares; the other services sign the hash of the body itself.
     const declaredHash = headerValue(req, 'x-amz-content-sha256');
@@ -95,6 +99,10 @@ export class AwsDoor {
     if (isAwsChunked(req.headers)) {
       const decodedLength = headerValue(req, 'x-amz-decoded-content-length');
       const decoded = decodeAwsChunked(raw, decodedLength !== undefined && /^\d+$/.test(decodedLength) ? Number(decodedLength) : null);
+      // Signed streaming uploads sign every chunk (and the trailer): check them, or a body changed in flight would land.
+      if (secret !== null && declaredHash?.startsWith('STREAMING-AWS4-HMAC-SHA256-PAYLOAD')) {
+        verifyStreamingSignatures(decoded, auth, time.amzDate, secret, declaredHash.endsWith('-TRAILER'));
+      }
       body = decoded.body;
       trailers = decoded.trailers;
     }

@@ -82,8 +82,14 @@ export class DynamoDbDoor {
     const op = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
     const handler = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
     if (!handler) throw new StatelockError('DYNAMODB_UNKNOWN_OPERATION', { target: target || '(no X-Amz-Target header)' });
-    const req = parseRequestBody(r.body);
-    const answer = await handler(req, r);
+    let answer: Answer;
+    try {
+      answer = await handler(parseRequestBody(r.body), r);
+    } catch (err) {
+      // Absurdly nested input (expressions, L/M values) must be a refusal, never a stack overflow's 500.
+      if (err instanceof RangeError) throw new StatelockError('DYNAMODB_VALIDATION', { reason: 'the request nests too deeply (expressions and attribute values are limited to 32 levels)' });
+      throw err;
+    }
     send(r.ctx.res, 200, answer, r.requestId);
   }
 

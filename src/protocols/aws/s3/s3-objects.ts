@@ -229,7 +229,8 @@ function responseOverrides(r: AwsRequest): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [param, name] of Object.entries(OVERRIDES)) {
     const v = r.query.get(param);
-    if (v !== null && !/[\r\n]/.test(v)) out[name] = v;
+    // Only what an HTTP header can carry (visible ASCII, space, tab); anything else is ignored, never a 500.
+    if (v !== null && /^[\t\x20-\x7e]*$/.test(v)) out[name] = v;
   }
   return out;
 }
