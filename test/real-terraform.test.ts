@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { lockBody, rawRequest, stateBody } from './support/http.js';
 import { startServer, tempDir, type RunningServer } from './support/server-process.js';
 import { HttpBackendClient, ImportError, LockError } from './support/terraform-client.js';
+import { findExecutable } from '../src/cli/child-process-guard.js';
 
 /**
  * Cross-check against the REAL `terraform` binary: the project's other tests emulate Terraform's
@@ -22,21 +23,8 @@ import { HttpBackendClient, ImportError, LockError } from './support/terraform-c
 /* Finding the binary                                                  */
 /* ------------------------------------------------------------------ */
 
-function findOnPath(name: string): string | null {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
-const terraformBin = findOnPath('terraform');
+const terraformBin = findExecutable('terraform');
 
 /* ------------------------------------------------------------------ */
 /* Running terraform                                                   */

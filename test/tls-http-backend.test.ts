@@ -5,12 +5,13 @@ import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeTlsCert, serverRequest, startAwsServer, type AwsServer } from './support/aws.js';
 import { lockBody, stateBody } from './support/http.js';
 import { tempDir } from './support/server-process.js';
 import { HttpBackendClient, makeState, newLineage, type BackendConfig } from './support/terraform-client.js';
+import { findExecutable } from '../src/cli/child-process-guard.js';
 
 /**
  * The http backend over HTTPS, as Terraform and OpenTofu configure it with `client_ca_certificate_pem`:
@@ -150,20 +151,8 @@ describe('http backend over HTTPS (client_ca_certificate_pem)', () => {
 /* The real terraform binary                                           */
 /* ------------------------------------------------------------------ */
 
-function findOnPath(name: string): string | null {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
-const terraformBin = findOnPath('terraform');
+const terraformBin = findExecutable('terraform');
 const TERRAFORM_SKIP = terraformBin ? false : 'no terraform binary on PATH';
 
 interface RunResult {
@@ -315,7 +304,7 @@ const TERRAFORM_BIN = ((): string | null => {
     accessSync('/usr/local/bin/terraform', constants.X_OK);
     return '/usr/local/bin/terraform';
   } catch {
-    return findOnPath('terraform');
+    return findExecutable('terraform');
   }
 })();
 

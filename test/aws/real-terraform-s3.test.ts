@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { lockBody } from '../support/http.js';
 import { runCli } from '../support/cli.js';
 import { tempDir } from '../support/server-process.js';
 import { s3Client, serverRequest, startAwsServer, TEST_KEY, type AwsServer } from '../support/aws.js';
+import { findExecutable } from '../../src/cli/child-process-guard.js';
 
 /**
  * The REAL `terraform` binary with an unchanged `backend "s3"` block — the lesson's, pointed at statelock
@@ -17,20 +18,8 @@ import { s3Client, serverRequest, startAwsServer, TEST_KEY, type AwsServer } fro
  * Skipped with a visible reason where no terraform binary is installed (CI cannot install one).
  */
 
-function findOnPath(name: string): string | null {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
-const terraformBin = findOnPath('terraform');
+const terraformBin = findExecutable('terraform');
 const SKIP = terraformBin === null ? 'no terraform binary on PATH (none can be installed here); the s3 backend is covered by the SDK replay tests' : false;
 const BUCKET = 'acme-terraform-state-123456789012';
 const KEY = 'lesson-17/terraform.tfstate';
