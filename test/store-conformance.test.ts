@@ -399,5 +399,35 @@ for (const engine of ENGINES) {
       }
       assert.deepEqual([...seen], ['whole'], 'every read during the rewrites saw the one whole body');
     });
+
+    test('countStates counts live states under a prefix; countAudit counts actions since a time; the trail reads newest first', async () => {
+      const store = await engine.open(tempDir());
+      try {
+        for (const k of ['cnt/a', 'cnt/b', 'cnt/c/d', 'other/x']) await put(store, k, 1);
+        await store.update('cnt/b', client, () => ({ result: null, changes: { deleteState: true } }));
+        assert.equal(await store.countStates(), 3);
+        assert.equal(await store.countStates('cnt/'), 2, 'a deleted state is not counted');
+        assert.equal(await store.countStates('nothing/'), 0);
+        const at = new Date().toISOString();
+        const audit = (action: 'lock.conflict' | 'state.write.refused' | 'lock.force-unlock') => ({ action, key: 'cnt/a', lockId: null, outcome: 'refused' as const, detail: {} });
+        await store.update('cnt/a', client, () => ({ result: null, changes: { audit: [audit('lock.conflict'), audit('state.write.refused'), audit('lock.force-unlock')] } }));
+        assert.equal(await store.countAudit({ since: at, actions: ['lock.conflict', 'state.write.refused'] }), 2);
+        assert.equal(await store.countAudit({ since: at, actions: ['lock.force-unlock'] }), 1);
+        assert.equal(await store.countAudit({ since: new Date(Date.now() + 60_000).toISOString(), actions: ['lock.conflict'] }), 0, 'entries before `since` are not counted');
+        assert.equal(await store.countAudit({ since: at, actions: [] }), 0);
+
+        const all = await store.listAudit({ limit: 1000 });
+        const newest = await store.listAudit({ newestFirst: true, limit: 2 });
+        assert.deepEqual(newest.items.map((e) => e.id), all.items.map((e) => e.id).reverse().slice(0, 2));
+        assert.ok(newest.next !== null);
+        const older = await store.listAudit({ newestFirst: true, before: Number(newest.next), limit: 1000 });
+        assert.deepEqual([...newest.items, ...older.items].map((e) => e.id), all.items.map((e) => e.id).reverse(), 'the pages cover the trail once, newest first');
+        assert.equal(older.next, null);
+        const filtered = await store.listAudit({ newestFirst: true, action: 'lock.conflict', limit: 10 });
+        assert.deepEqual(filtered.items.map((e) => e.action), ['lock.conflict']);
+      } finally {
+        await store.close();
+      }
+    });
   });
 }

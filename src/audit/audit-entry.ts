@@ -2,6 +2,7 @@
 export type AuditAction =
   | 'lock.acquire'
   | 'lock.release'
+  | 'lock.conflict'
   | 'lock.force-unlock'
   | 'lock.auto-release'
   | 'state.write'

@@ -1,3 +1,4 @@
+import type { AuditAction } from './audit-entry.js';
 import type { AuditQuery, Store } from '../store/store.js';
 
 /** Reading the audit trail. Entries are only ever written by the store, inside the transaction of the change they record. */
@@ -6,5 +7,9 @@ export class AuditService {
 
   list(query: AuditQuery) {
     return this.store.listAudit(query);
+  }
+
+  count(query: { since: string; actions: readonly AuditAction[] }) {
+    return this.store.countAudit(query);
   }
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
 import type { PrincipalRecord, Store } from '../store/store.js';
 import { isAllowed, parseGrant, type Grant, type Permission } from './permissions.js';
+import { csrfToken, mintSessionCookie, parseSessionCookie, verifySessionClaim } from '../protocols/ui/ui-session.js';
 
 /** Who is asking, once authenticated. `anonymous` exists only while no principal is configured (loopback). */
 export interface Principal {
@@ -90,6 +91,26 @@ export class Authenticator {
     if (!record || !matches) throw new StatelockError('UNAUTHENTICATED', { reason: 'the token is not valid' });
     if (record.revokedAt) throw new StatelockError('UNAUTHENTICATED', { reason: `the token "${record.name}" was revoked at ${record.revokedAt}` });
     return { id: record.id, name: record.name, grants: grantsOf(record), kind: 'token' };
+  }
+
+  /**
+   * Signs a dashboard user in with a token: the session cookie's value and its CSRF token.
+   * @throws StatelockError UNAUTHENTICATED when the token is not a live token.
+   */
+  async signIn(token: string): Promise<{ principal: Principal; cookie: string; csrf: string }> {
+    const principal = await this.fromAuthorization(`Bearer ${token}`);
+    const record = (await this.store.getPrincipal(principal.id))!;
+    const cookie = mintSessionCookie(record.id, record.tokenHash, Math.floor(Date.now() / 1000));
+    return { principal, cookie, csrf: csrfToken(record.tokenHash, parseSessionCookie(cookie)!.nonce) };
+  }
+
+  /** The principal behind a dashboard session cookie and the session's CSRF token; null when the cookie is malformed, forged, expired or its token revoked. */
+  async fromSessionCookie(value: string): Promise<{ principal: Principal; csrf: string } | null> {
+    const claim = parseSessionCookie(value);
+    if (!claim) return null;
+    const record = await this.store.getPrincipal(claim.principalId);
+    if (!record || record.revokedAt || !verifySessionClaim(claim, record.tokenHash, Math.floor(Date.now() / 1000))) return null;
+    return { principal: { id: record.id, name: record.name, grants: grantsOf(record), kind: 'token' }, csrf: csrfToken(record.tokenHash, claim.nonce) };
   }
 
   /**

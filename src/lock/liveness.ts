@@ -56,3 +56,11 @@ export function judgeLiveness(lock: LockEvidence, nowMs: number): LivenessJudgem
   }
   return { verdict: 'dead', deadSince: s.expiresAt, evidence: { ...base, reason: `the session lease expired ${seconds(s.expiresAt)}s ago and nothing has used the lock since`, leaseExpiredAt: s.expiresAt } };
 }
+
+/** A lock nobody has used for this long, whose holder is not known to be alive, is called stale. */
+export const STALE_AFTER_SECONDS = 15 * 60;
+
+/** Stale: the holder is not known alive and the lock has been idle for {@link STALE_AFTER_SECONDS} (dead locks are stale at once). Pure. */
+export function isStale(verdict: Verdict, idleSeconds: number): boolean {
+  return verdict === 'dead' || (verdict === 'unknown' && idleSeconds >= STALE_AFTER_SECONDS);
+}

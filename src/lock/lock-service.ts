@@ -38,6 +38,8 @@ export function judgeLock(lock: LockRecord, nowMs = Date.now()): LivenessJudgeme
 /** Lock use cases. Each one is a single {@link Store.update} around a pure rule. */
 export class LockService {
   readonly waiters = new LockWaiters();
+  /** Lock conflicts already audited: a client retrying LOCK with the same ID leaves one `lock.conflict` entry, not one per retry. */
+  private readonly conflictsAudited = new RecentSet(10 * 60_000, 10_000);
 
   constructor(
     private readonly store: Store,
@@ -81,7 +83,14 @@ export class LockService {
     return this.store.update(key, client, (snap): Decision<LockResult> => {
       const decision = decideLock(key, snap.lock, info);
       const now = new Date().toISOString();
-      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+      if (decision.kind === 'refuse') {
+        const holder = snap.lock;
+        const seen = holder ? `${key}\0${info.id}\0${holder.id}` : null;
+        if (!holder || !seen || decision.error.code !== 'STATE_LOCKED' || this.conflictsAudited.has(seen)) return { error: decision.error, changes: {} };
+        this.conflictsAudited.add(seen);
+        const detail = { operation: info.operation, who: info.who, holderId: holder.id, holderWho: holder.who, holderOperation: holder.operation, ...(door !== 'http' ? { door } : {}) };
+        return { error: decision.error, changes: { audit: [{ action: 'lock.conflict', key, lockId: info.id, outcome: 'refused', detail }] } };
+      }
       if (decision.kind === 'reacquire') {
         // The holder asking again through another door (double locking) adds that door's hold.
         const holds = snap.lock!.holds.includes(door) ? snap.lock!.holds : [...snap.lock!.holds, door];
@@ -302,4 +311,23 @@ function heldDetail(held: LockRecord) {
     heldSeconds: Math.round((Date.now() - Date.parse(held.acquiredAt)) / 1000),
     ...(held.sessionId ? { session: held.sessionId } : {}),
   };
+}
+
+/** Strings remembered for `ttlMs`, at most `max` of them (when full, the oldest half is forgotten). */
+class RecentSet {
+  private readonly seen = new Map<string, number>();
+  constructor(
+    private readonly ttlMs: number,
+    private readonly max: number,
+  ) {}
+
+  has(item: string): boolean {
+    const at = this.seen.get(item);
+    return at !== undefined && Date.now() - at < this.ttlMs;
+  }
+
+  add(item: string): void {
+    if (this.seen.size >= this.max) for (const old of [...this.seen.keys()].slice(0, this.max / 2)) this.seen.delete(old);
+    this.seen.set(item, Date.now());
+  }
 }

@@ -6,9 +6,11 @@ import { judgeLock, LockService } from '../lock/lock-service.js';
 import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { AwsDoor } from '../protocols/aws/aws-door.js';
-import { Authenticator } from '../auth/authenticator.js';
+import { ANONYMOUS, Authenticator } from '../auth/authenticator.js';
 import { TokenService } from '../auth/token-service.js';
 import { HttpBackendDoor } from '../protocols/http-backend/http-backend-door.js';
+import { UiDoor } from '../protocols/ui/ui-door.js';
+import { CSRF_HEADER, SESSION_COOKIE, cookieValue, csrfMatches, sameOriginRequest } from '../protocols/ui/ui-session.js';
 import { StateService } from '../state/state-service.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
@@ -22,7 +24,7 @@ import { createLogger, type Logger } from './logger.js';
 import { Gauge, Metrics } from './metrics.js';
 import { createContext, type RequestContext } from './request-context.js';
 
-type Door = 'http-backend' | 'api' | 'aws' | 'ops';
+type Door = 'http-backend' | 'api' | 'ui' | 'aws' | 'ops';
 
 interface Route {
   door: Door;
@@ -88,6 +90,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
     throw new StatelockError('INSECURE_NO_AUTH', { host: config.host });
   }
   const authState = principals > 0 ? 'tokens required' : loopback ? 'off: no token exists yet, so every request on loopback is allowed (create one with `statelock token create`)' : 'OFF (--insecure-no-auth): anyone who reaches this address may do anything';
+  const ui = new UiDoor(authenticator, config.tls !== null);
   const aws = new AwsDoor({ state, locks, store, s3Domains: config.s3Domains }, { authenticator, loopback, maxSkewMs: config.awsMaxSkewMs }, config.maxBodyBytes);
 
   // serve --release-dead-after: the server itself releases locks whose holder is proven dead.
@@ -113,6 +116,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
     if (path.startsWith('/state/')) return { door: 'http-backend', tail: path.slice(7), run: (c) => httpBackend.handleState(c) };
     if (path.startsWith('/lock/')) return { door: 'http-backend', tail: path.slice(6), run: (c) => httpBackend.handleLock(c) };
     if (path.startsWith('/api/v1/')) return { door: 'api', tail: path.slice(8), run: (c) => api.handle(c) };
+    if (path === '/ui' || path.startsWith('/ui/')) return { door: 'ui', tail: path.slice(3), run: (c) => ui.handle(c) };
     const ops: Record<string, (c: RequestContext) => Promise<void>> = {
       '/healthz': async (c) => sendJson(c.res, 200, { status: 'ok' }),
       '/readyz': async (c) => {
@@ -124,6 +128,20 @@ export async function startApp(config: ServerConfig): Promise<App> {
     };
     const op = ops[path];
     return op ? { door: 'ops', tail: '', run: op } : null;
+  };
+
+  /** A token in Authorization; for the API, otherwise the dashboard's session cookie (with its CSRF token on changes). */
+  const principalOf = async (req: IncomingMessage, method: string, door: Door) => {
+    if (door === 'ui') return ANONYMOUS; // the dashboard door reads its session cookie itself (signed out is not an error there)
+    const cookie = door === 'api' && !req.headers.authorization ? cookieValue(req.headers.cookie, SESSION_COOKIE) : null;
+    if (!cookie || !(await authenticator.enforced())) return authenticator.fromAuthorization(req.headers.authorization);
+    const session = await authenticator.fromSessionCookie(cookie);
+    if (!session) throw new StatelockError('UNAUTHENTICATED', { reason: 'the dashboard session expired or is no longer valid: sign in again' });
+    const csrf = req.headers[CSRF_HEADER];
+    if (method !== 'GET' && method !== 'HEAD' && !csrfMatches(Array.isArray(csrf) ? csrf[0] : csrf, session.csrf)) {
+      throw new StatelockError('CSRF_REJECTED', { reason: `a change made with the dashboard's session cookie must carry the ${CSRF_HEADER} header of that session` });
+    }
+    return session.principal;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -144,8 +162,10 @@ export async function startApp(config: ServerConfig): Promise<App> {
         throw new StatelockError('METHOD_NOT_ALLOWED', { method: req.method ?? '', path, allowed: 'GET, HEAD' });
       }
       const ctx = createContext(req, res, found.tail, query, config.maxBodyBytes);
-      if (found.door === 'http-backend' || found.door === 'api') {
-        ctx.principal = await authenticator.fromAuthorization(req.headers.authorization);
+      if (found.door === 'http-backend' || found.door === 'api' || found.door === 'ui') {
+        // Browsers say where a request comes from; no other web site may use a signed-in (or token-less loopback) server.
+        if (!sameOriginRequest(req.headers, ctx.method)) throw new StatelockError('CSRF_REJECTED', { reason: `Origin ${req.headers.origin ?? '(none)'} is not this server (${req.headers.host ?? 'no Host'})` });
+        ctx.principal = await principalOf(req, ctx.method, found.door);
         if (ctx.principal.kind !== 'anonymous') ctx.client.principal = ctx.principal.name;
       }
       await found.run(ctx);

@@ -15,6 +15,7 @@ export const ERROR_REGISTRY = {
   CONTENT_MD5_MISMATCH: { status: 400, message: 'Content-MD5 {given} does not match the body (md5 {actual}): the body was altered or truncated' },
   UNAUTHENTICATED: { status: 401, message: 'authentication required: {reason}', s3: 'AccessDenied', dynamodb: 'UnrecognizedClientException' },
   FORBIDDEN: { status: 403, message: 'principal "{principal}" lacks the {permission} permission on {target}', s3: 'AccessDenied', dynamodb: 'AccessDeniedException' },
+  CSRF_REJECTED: { status: 403, message: 'refused a cross-site request: {reason}' },
   INVALID_TOKEN_REQUEST: { status: 400, message: 'invalid token request: {reason}' },
   TOKEN_NOT_FOUND: { status: 404, message: 'no live token named {name}' },
   TOKEN_LAST_ADMIN: { status: 409, message: 'refusing to revoke {name}: it is the last live token, or the last with admin on "*"; revoking it would switch authentication off (or lock every operator out). Create its replacement first' },

@@ -10,12 +10,20 @@ export interface ResourceChange {
   change: 'added' | 'removed' | 'changed';
   /** For `changed`: the top-level attribute names whose values differ (and `status` when tainted-ness changed). */
   attributes?: string[];
+  /** With `values`: each changed attribute's value before and after, {@link MASKED} when sensitive. */
+  values?: Record<string, { before: unknown; after: unknown }>;
 }
+
+/** What a sensitive value is shown as. */
+export const MASKED = '(sensitive)';
 
 export interface OutputChange {
   name: string;
   change: 'added' | 'removed' | 'changed';
   sensitive: boolean;
+  /** With `values`: the output's value before and after ({@link MASKED} when sensitive; absent when it did not exist). */
+  before?: unknown;
+  after?: unknown;
 }
 
 export interface StateDiff {
@@ -27,10 +35,19 @@ export interface StateDiff {
 interface InstanceObject {
   attributes: Record<string, unknown>;
   status: string | null;
+  /** Top-level attribute names the state marks sensitive (wholly or in part). */
+  sensitive: Set<string>;
 }
 
-/** Diffs two parsed v4 state documents (`from` null = nothing before). Pure. */
-export function diffStates(from: unknown, to: unknown): StateDiff {
+/** Attribute names that hold secrets whatever the provider says (masked even when not marked sensitive). */
+const SECRET_NAME = /password|secret|token|private_key|api_key|access_key|credential|passphrase/i;
+
+/**
+ * Diffs two parsed v4 state documents (`from` null = nothing before). Pure. With `values`, changed
+ * attributes and outputs carry their values before and after, sensitive ones masked: attributes listed in
+ * either version's `sensitive_attributes`, attributes named like secrets, and sensitive outputs.
+ */
+export function diffStates(from: unknown, to: unknown, opts: { values?: boolean } = {}): StateDiff {
   const before = instances(from);
   const after = instances(to);
   const resources: ResourceChange[] = [];
@@ -39,7 +56,7 @@ export function diffStates(from: unknown, to: unknown): StateDiff {
     if (!old) resources.push({ address, change: 'added' });
     else {
       const attributes = changedAttributes(old, obj);
-      if (attributes.length) resources.push({ address, change: 'changed', attributes });
+      if (attributes.length) resources.push({ address, change: 'changed', attributes, ...(opts.values ? { values: changedValues(old, obj, attributes) } : {}) });
     }
   }
   for (const address of before.keys()) if (!after.has(address)) resources.push({ address, change: 'removed' });
@@ -51,14 +68,22 @@ export function diffStates(from: unknown, to: unknown): StateDiff {
   for (const [name, o] of outAfter) {
     const old = outBefore.get(name);
     const sensitive = o.sensitive === true || old?.sensitive === true;
-    if (!old) outputs.push({ name, change: 'added', sensitive });
-    else if (stableJson(old.value) !== stableJson(o.value) || stableJson(old.type) !== stableJson(o.type)) outputs.push({ name, change: 'changed', sensitive });
+    const shown = (v: unknown) => (opts.values ? { ...(old ? { before: sensitive ? MASKED : old.value } : {}), after: sensitive ? MASKED : v } : {});
+    if (!old) outputs.push({ name, change: 'added', sensitive, ...shown(o.value) });
+    else if (stableJson(old.value) !== stableJson(o.value) || stableJson(old.type) !== stableJson(o.type)) outputs.push({ name, change: 'changed', sensitive, ...shown(o.value) });
   }
-  for (const [name, o] of outBefore) if (!outAfter.has(name)) outputs.push({ name, change: 'removed', sensitive: o.sensitive === true });
+  for (const [name, o] of outBefore) {
+    if (!outAfter.has(name)) outputs.push({ name, change: 'removed', sensitive: o.sensitive === true, ...(opts.values ? { before: o.sensitive === true ? MASKED : o.value } : {}) });
+  }
   outputs.sort((a, b) => (a.name < b.name ? -1 : 1));
 
   const count = (c: ResourceChange['change']) => resources.filter((r) => r.change === c).length;
   return { resources, outputs, summary: { added: count('added'), removed: count('removed'), changed: count('changed') } };
+}
+
+/** How many resource instances a parsed state document holds. Pure. */
+export function countInstances(doc: unknown): number {
+  return instances(doc).size;
 }
 
 /** Terraform's resource instance address for one entry of `resources[].instances[]`. */
@@ -79,7 +104,7 @@ function instances(doc: unknown): Map<string, InstanceObject> {
     if (!Array.isArray(r.instances)) continue;
     for (const i of r.instances as Array<Record<string, unknown>>) {
       const attributes = (i.attributes ?? i.attributes_flat ?? {}) as Record<string, unknown>;
-      out.set(instanceAddress(r, i), { attributes, status: typeof i.status === 'string' ? i.status : null });
+      out.set(instanceAddress(r, i), { attributes, status: typeof i.status === 'string' ? i.status : null, sensitive: sensitiveNames(i.sensitive_attributes) });
     }
   }
   return out;
@@ -90,6 +115,37 @@ function changedAttributes(a: InstanceObject, b: InstanceObject): string[] {
   const changed = [...names].filter((n) => stableJson(a.attributes[n]) !== stableJson(b.attributes[n])).sort();
   if (a.status !== b.status) changed.push('status');
   return changed;
+}
+
+function changedValues(a: InstanceObject, b: InstanceObject, names: string[]): Record<string, { before: unknown; after: unknown }> {
+  const out: Record<string, { before: unknown; after: unknown }> = {};
+  for (const n of names) {
+    if (n === 'status' && !(n in a.attributes) && !(n in b.attributes)) {
+      out[n] = { before: a.status, after: b.status };
+      continue;
+    }
+    const masked = a.sensitive.has(n) || b.sensitive.has(n) || SECRET_NAME.test(n);
+    out[n] = masked ? { before: MASKED, after: MASKED } : { before: a.attributes[n] ?? null, after: b.attributes[n] ?? null };
+  }
+  return out;
+}
+
+/**
+ * The top-level attribute names of an instance's `sensitive_attributes`: a list of paths, each a list of
+ * steps such as `{"type":"get_attr","value":"password"}` (or, in other writers, one such step or a
+ * `.password`-style text). A path into an attribute makes the whole attribute sensitive.
+ */
+function sensitiveNames(raw: unknown): Set<string> {
+  const names = new Set<string>();
+  if (!Array.isArray(raw)) return names;
+  for (const path of raw) {
+    const first: unknown = Array.isArray(path) ? path[0] : path;
+    if (typeof first === 'string') {
+      const m = /^\.?([^.[\]]+)/.exec(first);
+      if (m) names.add(m[1]!);
+    } else if (typeof first === 'object' && first !== null && typeof (first as { value?: unknown }).value === 'string') names.add((first as { value: string }).value);
+  }
+  return names;
 }
 
 function outputsOf(doc: unknown): Map<string, { value?: unknown; type?: unknown; sensitive?: unknown }> {

@@ -5,8 +5,11 @@ import { digest, parseStateHeader } from './state-file.js';
 import { decideDelete, decideWrite } from './write-rules.js';
 import { decideRestore } from './restore-rules.js';
 import { rewriteStateHeader } from './state-header-rewrite.js';
-import { diffStates, type StateDiff } from './state-diff.js';
+import { countInstances, diffStates, type StateDiff } from './state-diff.js';
 import { StatelockError } from '../server/errors.js';
+
+/** Versions larger than this are not parsed to count their resources (the dashboard's chart shows a gap). */
+const MAX_PARSED_BYTES = 16 * 1024 * 1024;
 
 /** The overwritten version, when a forced write replaced one the rules protect. */
 export type Overwritten = { seq: number; serial: number; lineage: string };
@@ -32,6 +35,22 @@ export class StateService {
   /** Every version of a key, oldest first. */
   listVersions(key: string, page: { after?: number; limit: number }) {
     return this.store.listVersions(key, page);
+  }
+
+  /** How many resource instances a version holds; null when its body is not a readable state (client-side encrypted, not JSON, or too large to parse here). */
+  async countResources(meta: VersionMeta): Promise<number | null> {
+    if (meta.encrypted || meta.size > MAX_PARSED_BYTES) return null;
+    const found = await this.store.readVersion(meta.key, { seq: meta.seq });
+    if (!found) return null;
+    try {
+      return countInstances(JSON.parse(found.body.toString('utf8')));
+    } catch {
+      return null;
+    }
+  }
+
+  count(prefix?: string) {
+    return this.store.countStates(prefix);
   }
 
   /** Writes refused by fencing, kept with their bodies. */
@@ -167,14 +186,14 @@ export class StateService {
    * to the version before `to` (nothing, for the first version).
    * @throws StatelockError STATE_NOT_FOUND, VERSION_NOT_FOUND, DIFF_ENCRYPTED (422).
    */
-  async diff(key: string, from: { seq: number } | { serial: number } | null, to: { seq: number } | { serial: number } | null) {
+  async diff(key: string, from: { seq: number } | { serial: number } | null, to: { seq: number } | { serial: number } | null, opts: { values?: boolean } = {}) {
     const toVersion = to ? await this.store.readVersion(key, to) : await this.store.readCurrent(key);
     if (!toVersion) throw to ? new StatelockError('VERSION_NOT_FOUND', { key, which: describe(to) }) : new StatelockError('STATE_NOT_FOUND', { key });
     const fromWhich = from ?? (toVersion.meta.seq > 1 ? { seq: toVersion.meta.seq - 1 } : null);
     const fromVersion = fromWhich ? await this.store.readVersion(key, fromWhich) : null;
     if (fromWhich && !fromVersion) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(fromWhich) });
     for (const v of [fromVersion, toVersion]) if (v?.meta.encrypted) throw new StatelockError('DIFF_ENCRYPTED', { key, seq: v.meta.seq });
-    const diff: StateDiff = diffStates(fromVersion ? JSON.parse(fromVersion.body.toString('utf8')) : null, JSON.parse(toVersion.body.toString('utf8')));
+    const diff: StateDiff = diffStates(fromVersion ? JSON.parse(fromVersion.body.toString('utf8')) : null, JSON.parse(toVersion.body.toString('utf8')), opts);
     return { from: fromVersion?.meta ?? null, to: toVersion.meta, diff };
   }
 }

@@ -1,4 +1,4 @@
-import type { ClientContext, NewAuditEntry } from '../audit/audit-entry.js';
+import type { AuditAction, ClientContext, NewAuditEntry } from '../audit/audit-entry.js';
 import type { Keyring } from './encryption.js';
 import type {
   AuditQuery,
@@ -124,8 +124,14 @@ export class EncryptedStore implements Store {
   countLocks() {
     return this.inner.countLocks();
   }
+  countStates(prefix?: string) {
+    return this.inner.countStates(prefix);
+  }
   listAudit(query: AuditQuery) {
     return this.inner.listAudit(query);
+  }
+  countAudit(query: { since: string; actions: readonly AuditAction[] }) {
+    return this.inner.countAudit(query);
   }
   createSession(session: SessionRecord) {
     return this.inner.createSession(session);

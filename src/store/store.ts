@@ -186,7 +186,11 @@ export interface AuditQuery {
   key?: string;
   since?: string;
   action?: AuditAction;
+  /** Oldest first (the default): entries with an id above `after`. */
   after?: number;
+  /** Newest first: entries with an id below `before` (all when absent); `next` is then the cursor for `before`. */
+  newestFirst?: boolean;
+  before?: number;
   limit: number;
 }
 
@@ -223,8 +227,12 @@ export interface Store {
   getLock(key: string): Promise<LockRecord | null>;
   listLocks(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<LockRecord>>;
   countLocks(): Promise<number>;
+  /** How many live states have keys starting with `prefix` (all of them without one). */
+  countStates(prefix?: string): Promise<number>;
 
   listAudit(query: AuditQuery): Promise<Page<AuditEntry>>;
+  /** How many audit entries with one of `actions` were written at or after `since` (ISO time). */
+  countAudit(query: { since: string; actions: readonly AuditAction[] }): Promise<number>;
 
   createSession(session: SessionRecord): Promise<void>;
   /** Moves a live session's lease forward; null when there is no such session, unchanged when it ended. */

@@ -86,7 +86,7 @@ describe('bootstrap: a fresh server allows everything on loopback until the firs
 
   test('secrets are shown once: the database holds only the token hash', async () => {
     const files = readdirSync(server.dataDir).map((f) => readFileSync(join(server.dataDir, f)));
-    const secret = admin.token.split('_')[2]!;
+    const secret = admin.token.slice(21);
     for (const f of files) assert.equal(f.includes(Buffer.from(secret)), false, 'the token secret is not stored');
     const list = await runCli(['--server', server.url, '--token', admin.token, 'token', 'list']);
     assert.equal(list.code, 0, list.stderr);
@@ -237,7 +237,7 @@ describe('every principal × door × operation', () => {
     assert.equal(res.status, 403);
     const text = res.body.toString('utf8');
     assert.match(text, /principal \\?"reader\\?" lacks the delete permission on acme\/lesson-17\/pr-1\/terraform.tfstate/);
-    assert.ok(!text.includes(reader.token.split('_')[2]!));
+    assert.ok(!text.includes(reader.token.slice(21)));
   });
 
   test('a revoked token is refused at once, on every door; the revocation and the creations are audited with the principal', async () => {

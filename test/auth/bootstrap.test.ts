@@ -69,7 +69,7 @@ describe('bootstrapping the first admin token on a fresh loopback server', () =>
     const wrong = await cli(['locks', '--token', admin.slice(0, -1) + (admin.endsWith('A') ? 'B' : 'A')]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /authentication required: the token is not valid/);
-    assert.doesNotMatch(wrong.stderr, new RegExp(admin.split('_')[2]!.slice(0, 20)), 'the message never echoes a secret');
+    assert.doesNotMatch(wrong.stderr, new RegExp(admin.slice(21, 41)), 'the message never echoes a secret');
 
     const flag = await cli(['--token', admin, 'locks']);
     assert.equal(flag.code, 0, flag.stderr);

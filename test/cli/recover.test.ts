@@ -344,6 +344,8 @@ describe('recover step 1 (holderGate)', () => {
     userAgent: 'Go-http-client/1.1',
     verdict,
     evidence: { reason: 'test evidence' },
+    idleSeconds: 30,
+    stale: false,
   });
   const now = Date.parse('2026-01-01T00:01:00.000Z');
   const none = { source: '/proc' as const, processes: [] };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { judgeLiveness, type SessionEvidence } from '../../src/lock/liveness.js';
+import { isStale, judgeLiveness, STALE_AFTER_SECONDS, type SessionEvidence } from '../../src/lock/liveness.js';
 import { decideAutoRelease, decideUnlock, type HeldLock } from '../../src/lock/lock-rules.js';
 import { LockWaiters } from '../../src/lock/lock-waiters.js';
 
@@ -92,5 +92,14 @@ describe('LockWaiters', () => {
     w.enqueue('k', { attempt: async () => true });
     leave();
     assert.equal(w.count('k'), 1);
+  });
+});
+
+describe('isStale', () => {
+  test('dead is stale at once; unknown after 15 minutes idle; alive never', () => {
+    assert.equal(isStale('dead', 0), true);
+    assert.equal(isStale('unknown', STALE_AFTER_SECONDS - 1), false);
+    assert.equal(isStale('unknown', STALE_AFTER_SECONDS), true);
+    assert.equal(isStale('alive', 100 * STALE_AFTER_SECONDS), false);
   });
 });

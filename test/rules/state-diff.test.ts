@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { diffStates, instanceAddress } from '../../src/state/state-diff.js';
+import { countInstances, diffStates, instanceAddress, MASKED } from '../../src/state/state-diff.js';
 
 const res = (over: Record<string, unknown>, instances: Array<Record<string, unknown>>) => ({ mode: 'managed', provider: 'provider["registry.terraform.io/hashicorp/aws"]', ...over, instances });
 const inst = (attributes: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ schema_version: 0, attributes, sensitive_attributes: [], ...extra });
@@ -58,5 +58,52 @@ describe('diffStates', () => {
   test('from nothing, everything is added; identical states differ in nothing', () => {
     assert.equal(diffStates(null, after).summary.added, 4);
     assert.deepEqual(diffStates(after, JSON.parse(JSON.stringify(after))), { resources: [], outputs: [], summary: { added: 0, removed: 0, changed: 0 } });
+  });
+});
+
+describe('diffStates with values', () => {
+  const v1 = {
+    resources: [
+      res({ type: 'aws_db_instance', name: 'db' }, [inst({ instance_class: 'db.t3.micro', password: 'hunter2', endpoint: 'a' }, { sensitive_attributes: [[{ type: 'get_attr', value: 'endpoint' }]] })]),
+      res({ type: 'aws_iam_access_key', name: 'k' }, [inst({ user: 'u1', secret: 's-one' })]),
+    ],
+    outputs: { url: { value: 'u1', type: 'string' }, pw: { value: 'p1', type: 'string', sensitive: true } },
+  };
+  const v2 = {
+    resources: [
+      res({ type: 'aws_db_instance', name: 'db' }, [inst({ instance_class: 'db.t3.small', password: 'hunter3', endpoint: 'b' }, { sensitive_attributes: [[{ type: 'get_attr', value: 'endpoint' }]] })]),
+      res({ type: 'aws_iam_access_key', name: 'k' }, [inst({ user: 'u2', secret: 's-two' }, { sensitive_attributes: ['.user'] })]),
+    ],
+    outputs: { url: { value: 'u2', type: 'string' }, pw: { value: 'p2', type: 'string', sensitive: true } },
+  };
+
+  test('changed attributes carry before and after; sensitive ones are masked, whichever way they are marked', () => {
+    const d = diffStates(v1, v2, { values: true });
+    const db = d.resources.find((r) => r.address === 'aws_db_instance.db')!;
+    assert.deepEqual(db.values, {
+      endpoint: { before: MASKED, after: MASKED }, // sensitive_attributes
+      instance_class: { before: 'db.t3.micro', after: 'db.t3.small' },
+      password: { before: MASKED, after: MASKED }, // named like a secret
+    });
+    const key = d.resources.find((r) => r.address === 'aws_iam_access_key.k')!;
+    assert.deepEqual(key.values, { secret: { before: MASKED, after: MASKED }, user: { before: MASKED, after: MASKED } }, 'sensitive in the newer version only is still masked in both');
+    assert.deepEqual(d.outputs, [
+      { name: 'pw', change: 'changed', sensitive: true, before: MASKED, after: MASKED },
+      { name: 'url', change: 'changed', sensitive: false, before: 'u1', after: 'u2' },
+    ]);
+    const text = JSON.stringify(d);
+    for (const secret of ['hunter2', 'hunter3', 's-one', 's-two', 'p1', 'p2', '"a"', '"b"']) assert.ok(!text.includes(secret), `${secret} never appears`);
+  });
+
+  test('without values nothing but names is returned', () => {
+    const d = diffStates(v1, v2);
+    assert.equal(JSON.stringify(d).includes('db.t3'), false);
+    assert.equal(d.resources[0]!.values, undefined);
+  });
+
+  test('countInstances counts resource instances', () => {
+    assert.equal(countInstances(v1), 2);
+    assert.equal(countInstances({ resources: [res({ type: 't', name: 'n' }, [inst({}, { index_key: 0 }), inst({}, { index_key: 1 })])] }), 2);
+    assert.equal(countInstances(null), 0);
   });
 });

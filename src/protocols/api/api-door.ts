@@ -13,7 +13,7 @@ import type { AuditAction } from '../../audit/audit-entry.js';
 import { isAllowed, type Permission } from '../../auth/permissions.js';
 import type { TokenService } from '../../auth/token-service.js';
 
-const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'];
+const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.conflict', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'];
 
 /**
  * The JSON API under `/api/v1` (described by `/api/v1/openapi.json`): what the CLI, the dashboard and
@@ -35,6 +35,7 @@ export class ApiDoor {
    */
   private static readonly PERMISSION: Record<string, Permission | null | 'filtered' | 'own-check' | 'any'> = {
     'GET openapi.json': 'any',
+    'GET overview': null,
     'GET states': 'filtered',
     'GET states/*': 'read',
     'DELETE states/*': 'delete',
@@ -59,6 +60,7 @@ export class ApiDoor {
   /** `METHOD collection` or `METHOD collection/*` (a key follows) → handler. 405's Allow header is derived from it. */
   private readonly routes: Record<string, (ctx: RequestContext, key: string) => Promise<void>> = {
     'GET openapi.json': async (ctx) => sendJson(ctx.res, 200, OPENAPI_DOCUMENT),
+    'GET overview': (ctx) => this.overview(ctx),
     'GET states': (ctx) => this.listStates(ctx),
     'GET states/*': (ctx, key) => this.getState(ctx, key),
     'DELETE states/*': (ctx, key) => this.deleteState(ctx, key),
@@ -91,7 +93,7 @@ export class ApiDoor {
       const permission = ApiDoor.PERMISSION[route];
       if (permission === undefined) throw new Error(`route ${route} has no permission`);
       // Server-wide routes are checked before anything of the request is looked at.
-      if (permission === null) ctx.authorize('admin', null);
+      if (permission === null) ctx.authorize(route === 'GET overview' ? 'read' : 'admin', null);
       const arg = keyTail ? (collection === 'sessions' ? keyTail : collection === 'tokens' ? tokenName(keyTail) : parseKeyFromPath(keyTail)) : '';
       if (permission !== null && permission !== 'filtered' && permission !== 'own-check' && permission !== 'any') ctx.authorize(permission, arg);
       return handler(ctx, arg);
@@ -108,9 +110,40 @@ export class ApiDoor {
   }
 
   private async listStates(ctx: RequestContext) {
-    const page = await this.state.list({ ...prefixAndAfter(ctx), limit: limitOf(ctx) });
+    const { prefix, after } = prefixAndAfter(ctx);
+    const page = await this.state.list({ ...(prefix ? { prefix } : {}), ...(after ? { after } : {}), limit: limitOf(ctx) });
     const readable = page.items.filter((s) => isAllowed(ctx.principal.grants, 'read', s.key));
-    sendJson(ctx.res, 200, { items: readable.map(stateSummaryJson), next: page.next });
+    const total = boolParam(ctx, 'count') ? { total: await this.state.count(prefix) } : {};
+    sendJson(ctx.res, 200, { items: readable.map(stateSummaryJson), next: page.next, ...total });
+  }
+
+  /** The dashboard's first page: how many states and locks, the locks' verdicts, and the last 24 hours' trouble. */
+  private async overview(ctx: RequestContext) {
+    const since = new Date(Date.now() - 24 * 3600_000).toISOString();
+    const count = (actions: AuditAction[]) => this.audit.count({ since, actions });
+    const locks = { held: 0, alive: 0, dead: 0, unknown: 0, stale: 0 };
+    const now = Date.now();
+    let after: string | undefined;
+    do {
+      const page = await this.locks.list({ limit: 1000, ...(after ? { after } : {}) });
+      for (const l of page.items) {
+        const j = lockJson(l, now);
+        locks.held++;
+        locks[j.verdict]++;
+        if (j.stale) locks.stale++;
+      }
+      after = page.next ?? undefined;
+    } while (after);
+    sendJson(ctx.res, 200, {
+      states: await this.state.count(),
+      locks,
+      last24h: {
+        conflicts: await count(['state.write.refused', 'lock.conflict']),
+        forcedUnlocks: await count(['lock.force-unlock']),
+        writes: await count(['state.write', 'state.write.forced']),
+        restores: await count(['state.restore']),
+      },
+    });
   }
 
   private async getState(ctx: RequestContext, key: string) {
@@ -133,7 +166,7 @@ export class ApiDoor {
   }
 
   private async getDiff(ctx: RequestContext, key: string) {
-    const { from, to, diff } = await this.state.diff(key, versionParam(ctx, 'from', 'fromSerial'), versionParam(ctx, 'to', 'toSerial'));
+    const { from, to, diff } = await this.state.diff(key, versionParam(ctx, 'from', 'fromSerial'), versionParam(ctx, 'to', 'toSerial'), { values: boolParam(ctx, 'values') });
     sendJson(ctx.res, 200, { key, from: from ? versionJson(from) : null, to: versionJson(to), ...diff });
   }
 
@@ -196,14 +229,19 @@ export class ApiDoor {
     const after = intParam(ctx, 'after', 0);
     const page = await this.state.listVersions(key, { after, limit: limitOf(ctx) });
     if (page.items.length === 0 && after === 0) throw new StatelockError('STATE_NOT_FOUND', { key });
-    sendJson(ctx.res, 200, { items: page.items.map(versionJson), next: page.next });
+    if (!boolParam(ctx, 'resources')) return sendJson(ctx.res, 200, { items: page.items.map(versionJson), next: page.next });
+    const items = [];
+    for (const v of page.items) items.push({ ...versionJson(v), resources: await this.state.countResources(v) });
+    sendJson(ctx.res, 200, { items, next: page.next });
   }
 
   private async getContent(ctx: RequestContext, key: string) {
     const which = versionParam(ctx, 'seq', 'serial');
     const found = which ? await this.state.readVersion(key, which) : await this.state.read(key);
     if (!found) throw which ? new StatelockError('VERSION_NOT_FOUND', { key, which: 'seq' in which ? `seq ${which.seq}` : `with serial ${which.serial}` }) : new StatelockError('STATE_NOT_FOUND', { key });
+    const download: Record<string, string> = boolParam(ctx, 'download') ? { 'Content-Disposition': `attachment; filename="${downloadName(key, found.meta.seq, found.meta.serial)}"` } : {};
     send(ctx.res, 200, found.body, 'application/json', {
+      ...download,
       'Content-MD5': found.meta.md5,
       'X-Statelock-Seq': String(found.meta.seq),
       'X-Statelock-Serial': String(found.meta.serial),
@@ -248,7 +286,7 @@ export class ApiDoor {
       ...(key !== undefined ? { key } : {}),
       ...(since !== undefined ? { since: new Date(since).toISOString() } : {}),
       ...(action !== undefined ? { action: action as AuditAction } : {}),
-      after: intParam(ctx, 'after', 0),
+      ...auditOrder(ctx),
       limit: limitOf(ctx),
     });
     // Token changes (kept under `tokens/<name>`, which a `*:read` grant would match) are for admins only.
@@ -265,6 +303,28 @@ function tokenName(raw: string): string {
   } catch {
     throw new StatelockError('TOKEN_NOT_FOUND', { name: raw });
   }
+}
+
+/** `order=desc` (newest first, paged with `before`) or the default oldest first (paged with `after`). */
+function auditOrder(ctx: RequestContext): { after: number } | { newestFirst: true; before?: number } {
+  const order = ctx.query.get('order') ?? 'asc';
+  if (order !== 'asc' && order !== 'desc') throw new StatelockError('INVALID_QUERY', { name: 'order', reason: 'asc or desc' });
+  if (order === 'asc') return { after: intParam(ctx, 'after', 0) };
+  const before = intParam(ctx, 'before', -1);
+  return before >= 0 ? { newestFirst: true, before } : { newestFirst: true };
+}
+
+/** A file name for a downloaded version: the key's segments joined by `_`, then the seq and serial. */
+function downloadName(key: string, seq: number, serial: number): string {
+  return `${key.replace(/[^A-Za-z0-9._-]+/g, '_')}.v${seq}.serial${serial}.tfstate`;
+}
+
+/** A flag: absent or `false` is false, `true` or empty (`?resources`) is true. */
+function boolParam(ctx: RequestContext, name: string): boolean {
+  const raw = ctx.query.get(name);
+  if (raw === null || raw === 'false') return false;
+  if (raw === '' || raw === 'true') return true;
+  throw new StatelockError('INVALID_QUERY', { name, reason: 'true or false' });
 }
 
 function prefixAndAfter(ctx: RequestContext): { prefix?: string; after?: string } {

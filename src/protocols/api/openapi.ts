@@ -27,6 +27,7 @@ const ok = (schema: object, description = 'OK') => ({ description, content: { 'a
  * Listings are filtered to the keys the principal may read, never refused.
  */
 const PERMISSION_OF: Record<string, string> = {
+  getOverview: 'read on *',
   listStates: 'read (filtered: only the keys the principal may read are listed)',
   getState: 'read on the key',
   deleteState: 'delete on the key',
@@ -59,13 +60,29 @@ const DOCUMENT = {
       'States, versions, locks and the audit trail of a statelock server. Terraform itself uses the http backend at /state/<key>, not this API. ' +
       'Once a token exists every request needs one (`Authorization: Bearer <token>`, or HTTP Basic with the token as password): 401 without or with a wrong or revoked token, 403 when the principal lacks the permission an operation names in x-statelock-permission.',
   },
-  security: [{ bearer: [] }, { basic: [] }],
+  security: [{ bearer: [] }, { basic: [] }, { dashboardSession: [] }],
   paths: {
+    '/api/v1/overview': {
+      get: {
+        operationId: 'getOverview',
+        summary: "The dashboard's overview: live states, held locks by liveness verdict (and stale ones), and the last 24 hours' conflicts (refused writes and refused LOCKs), forced unlocks, writes and restores.",
+        responses: {
+          '200': ok({
+            type: 'object',
+            properties: {
+              states: { type: 'integer' },
+              locks: { type: 'object', properties: { held: { type: 'integer' }, alive: { type: 'integer' }, dead: { type: 'integer' }, unknown: { type: 'integer' }, stale: { type: 'integer' } } },
+              last24h: { type: 'object', properties: { conflicts: { type: 'integer' }, forcedUnlocks: { type: 'integer' }, writes: { type: 'integer' }, restores: { type: 'integer' } } },
+            },
+          }),
+        },
+      },
+    },
     '/api/v1/states': {
       get: {
         operationId: 'listStates',
-        summary: 'List live states, ordered by key.',
-        parameters: [prefixParam, ...pageParams],
+        summary: 'List live states, ordered by key. With count=true the answer also has `total`, the number of live states under the prefix.',
+        parameters: [prefixParam, ...pageParams, { name: 'count', in: 'query', required: false, schema: { type: 'boolean' } }],
         responses: { '200': ok(page('StateSummary')), '400': errorResponse('Bad query parameter') },
       },
     },
@@ -75,7 +92,7 @@ const DOCUMENT = {
         summary: "One state's current version, version count and lock.",
         parameters: [keyParam],
         responses: {
-          '200': ok({ type: 'object', properties: { key: { type: 'string' }, current: { $ref: '#/components/schemas/Version' }, versions: { type: 'integer' }, lock: { oneOf: [{ $ref: '#/components/schemas/Lock' }, { type: 'null' }] } } }),
+          '200': ok({ type: 'object', properties: { key: { type: 'string' }, current: { $ref: '#/components/schemas/Version' }, versions: { type: 'integer' }, seq: { type: 'integer' }, writer: { type: 'string', description: 'The client address of the current version' }, lock: { oneOf: [{ $ref: '#/components/schemas/Lock' }, { type: 'null' }] } } }),
           '400': errorResponse('Invalid key'),
           '404': errorResponse('No live state at this key'),
         },
@@ -90,9 +107,10 @@ const DOCUMENT = {
     '/api/v1/diff/{key}': {
       get: {
         operationId: 'diffVersions',
-        summary: 'Resources (by instance address, with changed attribute names) and outputs added, removed and changed between two versions. Default: the version before `to` → the current one. No values are returned.',
+        summary: 'Resources (by instance address, with changed attribute names) and outputs added, removed and changed between two versions. Default: the version before `to` → the current one. Values only with values=true, sensitive ones (the state\'s sensitive_attributes, sensitive outputs, secret-looking names) as "(sensitive)".',
         parameters: [
           keyParam,
+          { name: 'values', in: 'query', required: false, description: 'Add each changed attribute\'s and output\'s value before and after, masked when sensitive.', schema: { type: 'boolean' } },
           { name: 'from', in: 'query', required: false, description: 'seq', schema: { type: 'integer', minimum: 1 } },
           { name: 'to', in: 'query', required: false, description: 'seq', schema: { type: 'integer', minimum: 1 } },
           { name: 'fromSerial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
@@ -128,8 +146,8 @@ const DOCUMENT = {
     '/api/v1/versions/{key}': {
       get: {
         operationId: 'listVersions',
-        summary: 'Every version of a key, oldest first (also for soft-deleted keys). `after` is a seq.',
-        parameters: [keyParam, ...pageParams],
+        summary: 'Every version of a key, oldest first (also for soft-deleted keys). `after` is a seq. With resources=true each version also has `resources`, its number of resource instances (null when not readable).',
+        parameters: [keyParam, ...pageParams, { name: 'resources', in: 'query', required: false, schema: { type: 'boolean' } }],
         responses: { '200': ok(page('Version')), '404': errorResponse('The key has no versions') },
       },
     },
@@ -141,6 +159,7 @@ const DOCUMENT = {
           keyParam,
           { name: 'seq', in: 'query', required: false, schema: { type: 'integer', minimum: 1 } },
           { name: 'serial', in: 'query', required: false, schema: { type: 'integer', minimum: 0 } },
+          { name: 'download', in: 'query', required: false, description: 'Answer as an attachment (Content-Disposition) named after the key, seq and serial.', schema: { type: 'boolean' } },
         ],
         responses: {
           '200': { description: 'The state bytes; headers Content-MD5, X-Statelock-Seq, X-Statelock-Serial.', content: { 'application/json': { schema: { type: 'object' } } } },
@@ -181,8 +200,10 @@ const DOCUMENT = {
     '/api/v1/audit': {
       get: {
         operationId: 'listAudit',
-        summary: 'The audit trail, oldest first. `after` is an entry id.',
+        summary: 'The audit trail, oldest first (`after` is an entry id), or with order=desc newest first (`before` is an entry id, the previous page\'s `next`).',
         parameters: [
+          { name: 'order', in: 'query', required: false, schema: { type: 'string', enum: ['asc', 'desc'] } },
+          { name: 'before', in: 'query', required: false, schema: { type: 'integer' } },
           { name: 'key', in: 'query', required: false, schema: { type: 'string' } },
           { name: 'since', in: 'query', required: false, schema: { type: 'string', format: 'date-time' } },
           { name: 'action', in: 'query', required: false, schema: { type: 'string' } },
@@ -268,6 +289,12 @@ const DOCUMENT = {
     securitySchemes: {
       bearer: { type: 'http', scheme: 'bearer', description: 'A statelock token (slk_…), as OpenTofu sends it with `headers`.' },
       basic: { type: 'http', scheme: 'basic', description: "The token as the password (Terraform's http backend `username`/`password`)." },
+      dashboardSession: {
+        type: 'apiKey',
+        in: 'cookie',
+        name: 'statelock_session',
+        description: 'The dashboard session set by POST /ui/auth/login. Requests that change anything must also carry the session\'s X-Statelock-CSRF header (else 403 CSRF_REJECTED).',
+      },
     },
     schemas: {
       Error: {
@@ -324,6 +351,8 @@ const DOCUMENT = {
           holds: { type: 'array', items: { type: 'string', enum: ['http', 's3', 'dynamodb'] }, description: 'The doors holding the lock; with double locking (use_lockfile + dynamodb_table) each AWS door releases its own hold' },
           verdict: { type: 'string', enum: ['alive', 'dead', 'unknown'] },
           evidence: { type: 'object' },
+          idleSeconds: { type: 'integer', description: 'Seconds since anything used the lock' },
+          stale: { type: 'boolean', description: 'Not known to be alive and idle for 15 minutes or more, or dead' },
           waiters: { type: 'integer', description: 'LOCK requests waiting in line (GET /api/v1/locks/{key} only)' },
         },
       },
@@ -335,11 +364,11 @@ const DOCUMENT = {
           to: { $ref: '#/components/schemas/Version' },
           resources: {
             type: 'array',
-            items: { type: 'object', properties: { address: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, attributes: { type: 'array', items: { type: 'string' } } } },
+            items: { type: 'object', properties: { address: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, attributes: { type: 'array', items: { type: 'string' } }, values: { type: 'object', description: 'values=true: {<attribute>: {before, after}}' } } },
           },
           outputs: {
             type: 'array',
-            items: { type: 'object', properties: { name: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, sensitive: { type: 'boolean' } } },
+            items: { type: 'object', properties: { name: { type: 'string' }, change: { type: 'string', enum: ['added', 'removed', 'changed'] }, sensitive: { type: 'boolean' }, before: {}, after: {} } },
           },
           summary: { type: 'object', properties: { added: { type: 'integer' }, removed: { type: 'integer' }, changed: { type: 'integer' } } },
         },
@@ -368,7 +397,7 @@ const DOCUMENT = {
         properties: {
           id: { type: 'integer' },
           at: { type: 'string', format: 'date-time' },
-          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'] },
+          action: { type: 'string', enum: ['lock.acquire', 'lock.release', 'lock.conflict', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'] },
           key: { type: 'string' },
           lockId: { type: ['string', 'null'] },
           outcome: { type: 'string', enum: ['ok', 'refused'] },

@@ -1,6 +1,7 @@
 import type { AuditEntry } from '../../audit/audit-entry.js';
 import type { LockRecord, SessionRecord, StateSummary, VersionMeta } from '../../store/store.js';
 import { judgeLock } from '../../lock/lock-service.js';
+import { isStale } from '../../lock/liveness.js';
 
 /**
  * The JSON shapes of the API (and so of the CLI's --json output). Stable interface: add fields, never
@@ -25,6 +26,10 @@ export interface LockJson {
   /** alive | dead | unknown. Without a session or wrapper evidence the server never guesses: unknown. */
   verdict: 'alive' | 'dead' | 'unknown';
   evidence: Record<string, unknown>;
+  /** Seconds since anything (a LOCK, a write, a heartbeat's lock touch) used the lock. */
+  idleSeconds: number;
+  /** Not known to be alive and idle for 15 minutes or more, or dead (src/lock/liveness.ts isStale). */
+  stale: boolean;
   /** LOCK requests waiting in line for this key (`?wait=`), on `GET /api/v1/locks/<key>`. */
   waiters?: number;
 }
@@ -50,6 +55,8 @@ export function lockJson(lock: LockRecord, now = Date.now(), waiters?: number): 
     holds: [...lock.holds],
     verdict,
     evidence,
+    idleSeconds: secondsSince(lock.lastActivityAt),
+    stale: isStale(verdict, secondsSince(lock.lastActivityAt)),
     ...(waiters !== undefined ? { waiters } : {}),
   };
 }
@@ -74,10 +81,14 @@ export interface StateSummaryJson {
   updatedAt: string;
   versions: number;
   locked: boolean;
+  /** The current version's seq. */
+  seq: number;
+  /** Who wrote the current version: the client address it came from. */
+  writer: string;
 }
 
 export function stateSummaryJson(s: StateSummary): StateSummaryJson {
-  return { key: s.key, serial: s.current.serial, lineage: s.current.lineage, size: s.current.size, updatedAt: s.current.createdAt, versions: s.versionCount, locked: s.locked };
+  return { key: s.key, serial: s.current.serial, lineage: s.current.lineage, size: s.current.size, updatedAt: s.current.createdAt, versions: s.versionCount, locked: s.locked, seq: s.current.seq, writer: s.current.clientAddr };
 }
 
 export function auditJson(a: AuditEntry) {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { AuditEntry, ClientContext, NewAuditEntry } from '../../audit/audit-entry.js';
+import type { AuditAction, AuditEntry, ClientContext, NewAuditEntry } from '../../audit/audit-entry.js';
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
@@ -330,17 +330,34 @@ export class PostgresStore implements Store {
     return translate(async () => Number((await this.pool.query('SELECT count(*) AS n FROM locks')).rows[0].n));
   }
 
+  countStates(prefix?: string): Promise<number> {
+    return translate(async () => {
+      const { where, params } = keyRange('key', prefix);
+      return Number((await this.pool.query(`SELECT count(*) AS n FROM states WHERE current_version_id IS NOT NULL AND ${where}`, params)).rows[0].n);
+    });
+  }
+
   listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
     return translate(async () => {
-      const params: unknown[] = [query.after ?? 0];
-      const conditions = ['id > $1'];
+      const params: unknown[] = [];
+      const conditions = ['true'];
+      if (query.newestFirst) {
+        if (query.before !== undefined) params.push(query.before), conditions.push(`id < $${params.length}`);
+      } else params.push(query.after ?? 0), conditions.push(`id > $${params.length}`);
       if (query.key !== undefined) params.push(query.key), conditions.push(`key = $${params.length}`);
       if (query.since !== undefined) params.push(query.since), conditions.push(`at >= $${params.length}`);
       if (query.action !== undefined) params.push(query.action), conditions.push(`action = $${params.length}`);
       params.push(query.limit + 1);
-      const rows = (await this.pool.query(`SELECT * FROM audit WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT $${params.length}`, params)).rows as Row[];
+      const rows = (await this.pool.query(`SELECT * FROM audit WHERE ${conditions.join(' AND ')} ORDER BY id ${query.newestFirst ? 'DESC' : ''} LIMIT $${params.length}`, params)).rows as Row[];
       const items = rows.slice(0, query.limit).map(mapAudit);
       return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+    });
+  }
+
+  countAudit(query: { since: string; actions: readonly AuditAction[] }): Promise<number> {
+    return translate(async () => {
+      const rows = (await this.pool.query('SELECT count(*) AS n FROM audit WHERE at >= $1 AND action = ANY($2::text[])', [query.since, [...query.actions]])).rows;
+      return Number(rows[0].n);
     });
   }
 

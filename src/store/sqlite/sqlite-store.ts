@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AuditEntry, ClientContext } from '../../audit/audit-entry.js';
+import type { AuditAction, AuditEntry, ClientContext } from '../../audit/audit-entry.js';
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import type {
@@ -245,17 +245,31 @@ export class SqliteStore implements Store {
     return (this.stmt.countLocks.get() as { n: number }).n;
   }
 
+  async countStates(prefix?: string): Promise<number> {
+    const { where, params } = keyRange('key', prefix);
+    return (this.db.prepare(`SELECT count(*) AS n FROM states WHERE current_version_id IS NOT NULL AND ${where}`).get(...params) as { n: number }).n;
+  }
+
   async listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
-    const conditions = ['id > ?'];
-    const params: unknown[] = [query.after ?? 0];
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    if (query.newestFirst) {
+      if (query.before !== undefined) conditions.push('id < ?'), params.push(query.before);
+    } else conditions.push('id > ?'), params.push(query.after ?? 0);
     if (query.key !== undefined) conditions.push('key = ?'), params.push(query.key);
     if (query.since !== undefined) conditions.push('at >= ?'), params.push(query.since);
     if (query.action !== undefined) conditions.push('action = ?'), params.push(query.action);
     const rows = this.db
-      .prepare(`SELECT * FROM audit WHERE ${conditions.join(' AND ')} ORDER BY id LIMIT ?`)
+      .prepare(`SELECT * FROM audit WHERE ${conditions.length ? conditions.join(' AND ') : '1 = 1'} ORDER BY id ${query.newestFirst ? 'DESC' : ''} LIMIT ?`)
       .all(...params, query.limit + 1) as Row[];
     const items = rows.slice(0, query.limit).map(mapAudit);
     return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+  }
+
+  async countAudit(query: { since: string; actions: readonly AuditAction[] }): Promise<number> {
+    if (query.actions.length === 0) return 0;
+    const sql = `SELECT count(*) AS n FROM audit WHERE at >= ? AND action IN (${query.actions.map(() => '?').join(', ')})`;
+    return (this.db.prepare(sql).get(query.since, ...query.actions) as { n: number }).n;
   }
 
   async createSession(session: SessionRecord): Promise<void> {
