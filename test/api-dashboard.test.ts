@@ -149,7 +149,10 @@ describe('dashboard API', () => {
       await api('/api/v1/tokens', { method: 'POST', headers: { Authorization: `Bearer ${admin.token}` }, body: JSON.stringify({ name: 'reader', allow: ['*:read'] }) }),
     );
     assert.equal((await api('/api/v1/overview', { headers: { Authorization: `Bearer ${reader.token}` } })).status, 200);
-    const listed = json<{ items: Array<{ key: string }> }>(await api('/api/v1/states', { headers: asTeam }));
+    const listed = json<{ items: Array<{ key: string }>; total: number | null }>(await api('/api/v1/states?count=true', { headers: asTeam }));
     assert.ok(listed.items.every((s) => s.key.startsWith('team/')));
+    assert.equal(listed.total, null, 'no total that would count keys the token cannot read');
+    const underTeam = json<{ total: number | null }>(await api('/api/v1/states?count=true&prefix=team/other/', { headers: asTeam }));
+    assert.equal(underTeam.total, 2, 'a prefix the grant covers wholly is counted');
   });
 });
