@@ -26,7 +26,7 @@ test('restarting the server keeps states, versions, locks and the audit trail', 
   assert.equal(refused.status, 423, 'the lock is still held after the restart');
   assert.equal(refused.text, lockBody('L1'));
   const audit = await rawRequest(`${second.url}/api/v1/audit?key=acme/lesson-17/terraform.tfstate`);
-  assert.deepEqual(audit.json<{ items: Array<{ action: string }> }>().items.map((a) => a.action), ['lock.acquire', 'state.write', 'state.write', 'state.write']);
+  assert.deepEqual(audit.json<{ items: Array<{ action: string }> }>().items.map((a) => a.action), ['lock.acquire', 'state.write', 'state.write', 'state.write', 'lock.conflict'], 'the LOCK refused just above is on the record too');
   await second.stop();
 });
 

@@ -12,7 +12,7 @@ import { HttpBackendClient } from '../support/terraform-client.js';
  */
 
 const WHO = 'engineer@MacBook-Pro.local';
-const DOCUMENTED_KEYS = ['key', 'info', 'acquiredAt', 'ageSeconds', 'lastActivityAt', 'verdict', 'evidence'];
+const DOCUMENTED_KEYS = ['key', 'info', 'acquiredAt', 'ageSeconds', 'lastActivityAt', 'verdict', 'evidence', 'idleSeconds', 'stale'];
 const ALLOWED_EXTRA_KEYS = ['clientAddr', 'userAgent', 'sessionId', 'holds'];
 const TABLE_HEADER = ['KEY', 'ID', 'OPERATION', 'WHO', 'CREATED', 'AGE', 'LAST ACTIVITY', 'VERDICT', 'HELD BY'];
 

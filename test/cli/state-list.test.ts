@@ -53,7 +53,7 @@ describe('statelock state list', () => {
     assert.deepEqual(listed, await api());
     assert.deepEqual(listed.map((s) => s.key), [APP, NET, OTHER]);
     const app = listed[0]!;
-    assert.deepEqual(Object.keys(app), ['key', 'serial', 'lineage', 'size', 'updatedAt', 'versions', 'locked']);
+    assert.deepEqual(Object.keys(app), ['key', 'serial', 'lineage', 'size', 'updatedAt', 'versions', 'locked', 'seq', 'writer']);
     assert.deepEqual([app.serial, app.versions, app.locked], [3, 3, false]);
     assert.equal(listed[1]!.locked, true);
   });

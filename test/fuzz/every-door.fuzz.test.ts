@@ -1291,7 +1291,7 @@ type Get = (path: string) => Promise<{ status: number; body: Buffer; json<T = un
 
 /** A lock as the API shows it, without the fields that change with the clock. */
 function stableLock(lock: Record<string, unknown>): Record<string, unknown> {
-  const { ageSeconds: _a, verdict: _v, evidence: _e, waiters: _w, ...rest } = lock;
+  const { ageSeconds: _a, verdict: _v, evidence: _e, waiters: _w, idleSeconds: _i, stale: _s, ...rest } = lock;
   return rest;
 }
 

@@ -61,7 +61,7 @@ async function snapshot(key: string): Promise<Snapshot> {
   return {
     state: { status: st.status, md5: createHash('md5').update(st.body).digest('hex') },
     // Without the fields that change with the clock alone.
-    lock: { status: lk.status, body: lk.text.replace(/"(ageSeconds|lastActivitySeconds)":\d+/g, '"$1":_') },
+    lock: { status: lk.status, body: lk.text.replace(/"(ageSeconds|lastActivitySeconds|idleSeconds)":\d+/g, '"$1":_') },
     versions: vs.status === 200 ? vs.json<{ items: unknown[] }>().items.length : -vs.status,
     audit: items.map((e) => JSON.stringify(e)),
   };
