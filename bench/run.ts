@@ -17,6 +17,7 @@ import { progress } from './lib/stats.js';
 import { contentionSuite, BACKOFF } from './suites/contention.js';
 import { lockCycleSuite } from './suites/lock-cycle.js';
 import { startupSuite } from './suites/startup.js';
+import { scaleSuite } from './suites/scale.js';
 import { storageSuite } from './suites/storage.js';
 import { transferSuite } from './suites/transfer.js';
 
@@ -31,6 +32,7 @@ const PLAN = quick
       transfer: (_mib: number) => ({ runs: 3, repeats: 1 }),
       startupRuns: 3,
       storage: { runs: 3, versions: 10, targetKiB: 200 },
+      scale: { keys: 10_000, versionsPerKey: 2, locked: 100, baselineKeys: 1_000, runs: 3, requestsPerRun: 20 },
     }
   : {
       cycle: { runs: 5, seconds: 1.5, warmupSeconds: 0.5 },
@@ -39,6 +41,7 @@ const PLAN = quick
       transfer: (mib: number) => (mib >= 100 ? { runs: 3, repeats: 2 } : { runs: 3, repeats: 4 }),
       startupRuns: 10,
       storage: { runs: 3, versions: 50, targetKiB: 200 },
+      scale: { keys: 100_000, versionsPerKey: 10, locked: 1_000, baselineKeys: 1_000, runs: 3, requestsPerRun: 100 },
     };
 
 function git(...args: string[]): string {
@@ -88,6 +91,7 @@ async function main(): Promise<void> {
   await suite('transfer', () => transferSuite(PLAN.transferSizes, PLAN.transfer));
   await suite('startup', () => startupSuite(PLAN.startupRuns));
   await suite('storage', () => storageSuite(PLAN.storage.runs, PLAN.storage.versions, PLAN.storage.targetKiB));
+  if (!process.argv.includes('--skip-scale')) await suite('scale', () => scaleSuite(PLAN.scale));
   const fsyncAfter = fsyncProbe();
   const loadAvgAtEnd = loadavg().map((x) => Math.round(x * 100) / 100);
   const totalSeconds = (performance.now() - t0) / 1000;
