@@ -56,6 +56,18 @@ export function isAllowed(grants: readonly Grant[], permission: Permission, key:
   );
 }
 
+/**
+ * Does one grant allow `permission` on every key that starts with `prefix` — a glob `<p>*` (no other `*`) whose `<p>`
+ * begins `prefix`? (Then a count of those keys reveals nothing the principal may not see.) Pure.
+ */
+export function coversPrefix(grants: readonly Grant[], permission: Permission, prefix: string): boolean {
+  return grants.some((g) => {
+    if (!(g.permissions.includes(permission) || g.permissions.includes('admin')) || !g.pattern.endsWith('*')) return false;
+    const head = g.pattern.slice(0, -1);
+    return !head.includes('*') && prefix.startsWith(head);
+  });
+}
+
 /** The grants written back as `glob:perm,perm` texts (for listings). */
 export function formatGrant(g: Grant): string {
   return `${g.pattern}:${g.permissions.join(',')}`;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatGrant, globMatches, isAllowed, parseGrant, PERMISSIONS, type Grant } from '../../src/auth/permissions.js';
+import { coversPrefix, formatGrant, globMatches, isAllowed, parseGrant, PERMISSIONS, type Grant } from '../../src/auth/permissions.js';
 import { decideDoorRelease, type HeldLock } from '../../src/lock/lock-rules.js';
 import type { LockDoor } from '../../src/store/store.js';
 
@@ -180,5 +180,18 @@ describe('decideDoorRelease with the force-unlock permission', () => {
 
   test('without the flag (internal callers, older rules tests) nothing is checked', () => {
     assert.deepEqual(decideDoorRelease('acme/k', held(['http']), { door: 's3', id: null }), { kind: 'release', forced: true });
+  });
+});
+
+describe('coversPrefix', () => {
+  const g = (text: string) => parseGrant(text) as Grant;
+  test('a trailing-star glob covers every prefix that begins with its head', () => {
+    assert.equal(coversPrefix([g('team/*:read')], 'read', 'team/other/'), true);
+    assert.equal(coversPrefix([g('team/*:read')], 'read', 'team/'), true);
+    assert.equal(coversPrefix([g('team/*:read')], 'read', 'tea'), false, 'tea… also matches keys outside team/');
+    assert.equal(coversPrefix([g('team/*:write')], 'read', 'team/x'), false);
+    assert.equal(coversPrefix([g('team/*:admin')], 'read', 'team/x'), true);
+    assert.equal(coversPrefix([g('team/*/prod:read')], 'read', 'team/'), false, 'a star in the middle covers only some keys');
+    assert.equal(coversPrefix([g('*:read')], 'read', ''), true);
   });
 });

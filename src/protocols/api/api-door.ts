@@ -10,7 +10,7 @@ import { auditJson, lockJson, sessionJson, stateSummaryJson, versionJson } from 
 import type { SessionService } from '../../lock/session-service.js';
 import { parseJsonObject } from '../../shared/json-object.js';
 import type { AuditAction } from '../../audit/audit-entry.js';
-import { isAllowed, type Permission } from '../../auth/permissions.js';
+import { coversPrefix, isAllowed, type Permission } from '../../auth/permissions.js';
 import type { TokenService } from '../../auth/token-service.js';
 
 const AUDIT_ACTIONS: readonly AuditAction[] = ['lock.acquire', 'lock.release', 'lock.conflict', 'lock.force-unlock', 'lock.auto-release', 'state.write', 'state.write.forced', 'state.write.refused', 'state.delete', 'state.restore', 'token.create', 'token.revoke'];
@@ -114,7 +114,7 @@ export class ApiDoor {
     const page = await this.state.list({ ...(prefix ? { prefix } : {}), ...(after ? { after } : {}), limit: limitOf(ctx) });
     const readable = page.items.filter((s) => isAllowed(ctx.principal.grants, 'read', s.key));
     // The total counts keys, readable or not: it is given only to a principal who may read every key under the prefix (else null).
-    const countable = isAllowed(ctx.principal.grants, 'read', null) || (prefix !== undefined && readsAllUnder(ctx.principal.grants, prefix));
+    const countable = isAllowed(ctx.principal.grants, 'read', null) || (prefix !== undefined && coversPrefix(ctx.principal.grants, 'read', prefix));
     const total = boolParam(ctx, 'count') ? { total: countable ? await this.state.count(prefix) : null } : {};
     sendJson(ctx.res, 200, { items: readable.map(stateSummaryJson), next: page.next, ...total });
   }
@@ -305,11 +305,6 @@ function tokenName(raw: string): string {
   } catch {
     throw new StatelockError('TOKEN_NOT_FOUND', { name: raw });
   }
-}
-
-/** Does some read grant cover every key starting with `prefix` (a glob `<p>*` with `<p>` a prefix of it)? */
-function readsAllUnder(grants: RequestContext['principal']['grants'], prefix: string): boolean {
-  return grants.some((g) => (g.permissions.includes('read') || g.permissions.includes('admin')) && g.pattern.endsWith('*') && !g.pattern.slice(0, -1).includes('*') && prefix.startsWith(g.pattern.slice(0, -1)));
 }
 
 /** `order=desc` (newest first, paged with `before`) or the default oldest first (paged with `after`). */
