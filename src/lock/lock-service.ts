@@ -5,7 +5,7 @@ import type { Decision, LockDoor, LockRecord, Store } from '../store/store.js';
 import { isZeroValuedLockInfo, parseLockInfo, type LockInfo } from './lock-info.js';
 import { decideAutoRelease, decideDoorRelease, decideLock, decideUnlock, type DoorReleaseRequest, type UnlockRequest } from './lock-rules.js';
 import { LockWaiters } from './lock-waiters.js';
-import { judgeLiveness, type LivenessJudgement } from './liveness.js';
+import { isStale, judgeLiveness, type LivenessJudgement } from './liveness.js';
 
 export type LockResult = { outcome: 'acquired' | 'reacquired'; lock: LockRecord };
 export type UnlockResult = { outcome: 'released' | 'forced' | 'already-free'; previous: LockRecord | null };
@@ -299,6 +299,30 @@ export class LockService {
 
   count() {
     return this.store.countLocks();
+  }
+
+  /** Every held lock, page by page. */
+  async all(): Promise<LockRecord[]> {
+    const out: LockRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.listLocks({ limit: 1000, ...(after ? { after } : {}) });
+      out.push(...page.items);
+      if (!page.next) return out;
+      after = page.next;
+    }
+  }
+
+  /** Held locks by liveness verdict, and how many of them are stale (the overview and the metrics). */
+  async summary(nowMs = Date.now()): Promise<{ held: number; alive: number; dead: number; unknown: number; stale: number }> {
+    const counts = { held: 0, alive: 0, dead: 0, unknown: 0, stale: 0 };
+    for (const lock of await this.all()) {
+      const { verdict } = judgeLock(lock, nowMs);
+      counts.held++;
+      counts[verdict]++;
+      if (isStale(verdict, Math.max(0, Math.round((nowMs - Date.parse(lock.lastActivityAt)) / 1000)))) counts.stale++;
+    }
+    return counts;
   }
 }
 

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { AuditService } from '../audit/audit-service.js';
-import { judgeLock, LockService } from '../lock/lock-service.js';
+import { LockService } from '../lock/lock-service.js';
 import { SessionService } from '../lock/session-service.js';
 import { ApiDoor } from '../protocols/api/api-door.js';
 import { AwsDoor } from '../protocols/aws/aws-door.js';
@@ -58,28 +58,17 @@ export async function startApp(config: ServerConfig): Promise<App> {
   metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => locks.count()));
   metrics.addGauge(
     new Gauge('statelock_locks_by_verdict', 'Held locks by liveness verdict.', async () => {
-      const counts = { alive: 0, dead: 0, unknown: 0 };
-      for (const l of await allLocks()) counts[judgeLock(l).verdict]++;
-      return Object.entries(counts).map(([verdict, value]) => ({ labels: { verdict }, value }));
+      const { alive, dead, unknown } = await locks.summary();
+      return Object.entries({ alive, dead, unknown }).map(([verdict, value]) => ({ labels: { verdict }, value }));
     }),
   );
   metrics.addGauge(
     new Gauge('statelock_lock_age_seconds_max', 'Age of the oldest held lock (0 when none).', async () => {
       const now = Date.now();
-      return Math.max(0, ...(await allLocks()).map((l) => Math.round((now - Date.parse(l.acquiredAt)) / 1000)));
+      return Math.max(0, ...(await locks.all()).map((l) => Math.round((now - Date.parse(l.acquiredAt)) / 1000)));
     }),
   );
   metrics.addGauge(new Gauge('statelock_lock_waiters', 'LOCK requests waiting in line (?wait=).', async () => locks.waiters.total()));
-  const allLocks = async () => {
-    const out = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await locks.list({ limit: 1000, ...(after ? { after } : {}) });
-      out.push(...page.items);
-      if (!page.next) return out;
-      after = page.next;
-    }
-  };
   const httpBackend = new HttpBackendDoor(state, locks);
   const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store));
   const authenticator = new Authenticator(store, config.awsCredentials);

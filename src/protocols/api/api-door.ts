@@ -123,19 +123,7 @@ export class ApiDoor {
   private async overview(ctx: RequestContext) {
     const since = new Date(Date.now() - 24 * 3600_000).toISOString();
     const count = (actions: AuditAction[]) => this.audit.count({ since, actions });
-    const locks = { held: 0, alive: 0, dead: 0, unknown: 0, stale: 0 };
-    const now = Date.now();
-    let after: string | undefined;
-    do {
-      const page = await this.locks.list({ limit: 1000, ...(after ? { after } : {}) });
-      for (const l of page.items) {
-        const j = lockJson(l, now);
-        locks.held++;
-        locks[j.verdict]++;
-        if (j.stale) locks.stale++;
-      }
-      after = page.next ?? undefined;
-    } while (after);
+    const locks = await this.locks.summary();
     sendJson(ctx.res, 200, {
       states: await this.state.count(),
       locks,
