@@ -68,6 +68,29 @@ export class PostgresStore implements Store {
     });
   }
 
+  /**
+   * Runs `fn` in one transaction on a pooled client: `begin`, then COMMIT, or ROLLBACK on any error (a client
+   * whose ROLLBACK fails too is dropped from the pool rather than reused).
+   */
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+    const c = await this.checkout();
+    let broken = false;
+    try {
+      await c.query(begin);
+      const result = await fn(c);
+      await c.query('COMMIT');
+      return result;
+    } catch (err) {
+      broken = await c.query('ROLLBACK').then(
+        () => false,
+        () => true,
+      );
+      throw err;
+    } finally {
+      c.done(broken);
+    }
+  }
+
   private async migrate(): Promise<void> {
     const c = await this.checkout();
     try {
@@ -121,27 +144,14 @@ export class PostgresStore implements Store {
   }
 
   async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
-    const decision = await translate(async () => {
-      const c = await this.checkout();
-      let broken = false;
-      try {
-        await c.query('BEGIN');
+    const decision = await translate(() =>
+      this.transaction(async (c) => {
         await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
-        const snapshot = await this.readSnapshot(c, key, opts.probeLockId ?? null);
-        const d = decide(snapshot);
+        const d = decide(await this.readSnapshot(c, key, opts.probeLockId ?? null));
         await this.apply(c, key, client, d.changes);
-        await c.query('COMMIT');
         return d;
-      } catch (err) {
-        broken = await c.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
-        throw err;
-      } finally {
-        c.done(broken);
-      }
-    });
+      }),
+    );
     if ('error' in decision) throw decision.error;
     return decision.result;
   }
@@ -243,25 +253,13 @@ export class PostgresStore implements Store {
     if (!first || first.data.length < CHUNK_BYTES) {
       if (first) chunks.push(first.data);
     } else {
-      const c = await this.checkout();
-      let broken = false;
-      try {
-        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await this.transaction(async (c) => {
         for (let n = 0; ; n++) {
           const row = await chunk(c, n);
           if (!row) break;
           chunks.push(row.data);
         }
-        await c.query('COMMIT');
-      } catch (err) {
-        broken = await c.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
-        throw err;
-      } finally {
-        c.done(broken);
-      }
+      }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     }
     const total = chunks.reduce((sum, b) => sum + b.length, 0);
     const sealed = chunks.length > 0 && chunks[0]!.subarray(0, 4).toString('latin1') === 'SLE1';
@@ -404,26 +402,14 @@ export class PostgresStore implements Store {
 
   /** One transaction for a principal change and its audit entry, serialised with the other principal changes. */
   private async principalTransaction<T>(fn: (c: pg.PoolClient) => Promise<T | null>, audit: NewAuditEntry, client: ClientContext): Promise<T | null> {
-    return translate(async () => {
-      const c = await this.checkout();
-      let broken = false;
-      try {
-        await c.query('BEGIN');
+    return translate(() =>
+      this.transaction(async (c) => {
         await c.query("SELECT pg_advisory_xact_lock(hashtextextended('statelock principals', 0))");
         const result = await fn(c);
         if (result !== null) await this.apply(c, audit.key, client, { audit: [audit] });
-        await c.query('COMMIT');
         return result;
-      } catch (err) {
-        broken = await c.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
-        throw err;
-      } finally {
-        c.done(broken);
-      }
-    });
+      }),
+    );
   }
 
   async createPrincipal(p: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean> {
@@ -474,24 +460,7 @@ export class PostgresStore implements Store {
   async rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }> {
     let scanned = 0;
     let rewritten = 0;
-    const inTransaction = async (fn: (c: pg.PoolClient) => Promise<void>) =>
-      translate(async () => {
-        const c = await this.checkout();
-        let broken = false;
-        try {
-          await c.query('BEGIN');
-          await fn(c);
-          await c.query('COMMIT');
-        } catch (err) {
-          broken = await c.query('ROLLBACK').then(
-            () => false,
-            () => true,
-          );
-          throw err;
-        } finally {
-          c.done(broken);
-        }
-      });
+    const inTransaction = (fn: (c: pg.PoolClient) => Promise<void>) => translate(() => this.transaction(fn));
     // Versions: a body is its chunks; each version is rewritten (its chunks replaced) in one transaction.
     let after = '0';
     for (;;) {
