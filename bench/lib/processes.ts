@@ -1,8 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BASELINE_JS = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
+const require = createRequire(import.meta.url);
 
 export interface Baseline {
   url: string;
@@ -10,26 +15,30 @@ export interface Baseline {
   stop(): Promise<void>;
 }
 
-/** Spawns the minimal Node server (bench/baseline-server.ts) as its own process. */
-export async function startBaseline(getBytes = 0): Promise<Baseline> {
-  const proc = spawn(process.execPath, [BASELINE_JS, String(getBytes)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns `node <script> <args>` as its own process (so each server gets a core of its own on a 2-core
+ * machine, as statelock does) and resolves once a stdout line matches `listening`: its first group,
+ * made into a URL by `toUrl`, is where the server answers.
+ */
+async function spawnListening(name: string, script: string, args: string[], listening: RegExp, toUrl: (m: RegExpExecArray) => string): Promise<Baseline> {
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`baseline did not start in 10 s: ${err}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start in 15 s: ${err}`)), 15_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /baseline listening on (http\S+)/.exec(out);
+      const m = listening.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve(toUrl(m));
       }
     });
     void exited.then(() => {
       clearTimeout(timer);
-      reject(new Error(`baseline exited before listening: ${err}`));
+      reject(new Error(`${name} exited before listening: ${err}`));
     });
   });
   return {
@@ -40,6 +49,67 @@ export async function startBaseline(getBytes = 0): Promise<Baseline> {
       return exited;
     },
   };
+}
+
+/** Spawns the minimal Node server (bench/baseline-server.ts) as its own process. */
+export function startBaseline(getBytes = 0): Promise<Baseline> {
+  return spawnListening('baseline', BASELINE_JS, [String(getBytes)], /baseline listening on (http\S+)/, (m) => m[1]!);
+}
+
+/** A free TCP port on 127.0.0.1 (for a server that cannot be told `--port 0`). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The version of an installed package, from node_modules/<pkg>/package.json. */
+export function packageVersion(pkg: string): string {
+  return (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')) as { version: string }).version;
+}
+
+export interface DataServer extends Baseline {
+  /** Where it keeps its data (a fresh temp dir unless one was given); removed by `stopAndRemove()`. */
+  dataDir: string;
+  stopAndRemove(): Promise<void>;
+}
+
+function withDataDir(b: Baseline, dataDir: string): DataServer {
+  return Object.assign(b, {
+    dataDir,
+    stopAndRemove: async () => {
+      await b.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+/**
+ * dynalite (DynamoDB emulator) on LevelDB in `dataDir` (fresh temp dir by default), as its own process:
+ * `dynalite --host 127.0.0.1 --port P --path DIR`. It treats `--port 0` as its default 4567, so a free
+ * port is picked first. LevelDB writes are not fsynced: nothing it acknowledges is durable.
+ */
+export async function startDynalite(dataDir = mkdtempSync(join(tmpdir(), 'bench-dynalite-'))): Promise<DataServer> {
+  const port = await freePort();
+  const b = await spawnListening('dynalite', require.resolve('dynalite/cli.js'), ['--host', '127.0.0.1', '--port', String(port), '--path', dataDir], /Dynalite listening at: http:\/\/\S+:(\d+)/, (m) => `http://127.0.0.1:${m[1]}`);
+  return withDataDir(b, dataDir);
+}
+
+/** The access key s3rver knows (it checks the key ID exists; it does not verify SigV4 signatures). */
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+/**
+ * s3rver (S3 emulator; one file per object, no fsync) on `dataDir` as its own process:
+ * `s3rver --directory DIR --address 127.0.0.1 --port 0 --silent`.
+ */
+export async function startS3rver(dataDir = mkdtempSync(join(tmpdir(), 'bench-s3rver-'))): Promise<DataServer> {
+  const b = await spawnListening('s3rver', require.resolve('s3rver/bin/s3rver.js'), ['--directory', dataDir, '--address', '127.0.0.1', '--port', '0', '--silent'], /S3rver listening on [\d.]+:(\d+)/, (m) => `http://127.0.0.1:${m[1]}`);
+  return withDataDir(b, dataDir);
 }
 
 /** Peak resident set size (VmHWM) of a process, in bytes. */

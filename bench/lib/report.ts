@@ -43,3 +43,21 @@ export function markdownTable(figures: readonly Figure[]): string {
   }
   return lines.join('\n');
 }
+
+/** One of the issue's targets, checked against a figure of the same run. */
+export interface TargetCheck {
+  /** The target in the issue's words. */
+  target: string;
+  /** What was measured, the ratio first. */
+  measured: string;
+  /** null: not measured in this run (e.g. PostgreSQL missing). */
+  met: boolean | null;
+  /** Which row(s) of the results table it comes from. */
+  row: string;
+}
+
+export function targetsTable(checks: readonly TargetCheck[]): string {
+  const lines = ['| Issue target | Measured (same run) | Met? | From row |', '|---|---|:---:|---|'];
+  for (const c of checks) lines.push(`| ${c.target} | ${c.measured} | ${c.met === null ? 'n/a' : c.met ? '**met**' : '**NOT met**'} | ${c.row} |`);
+  return lines.join('\n');
+}
