@@ -12,7 +12,8 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fsyncProbe } from './lib/disk.js';
-import { markdownTable, type Figure } from './lib/report.js';
+import { packageVersion } from './lib/processes.js';
+import { markdownTable, targetsTable, type Figure, type TargetCheck } from './lib/report.js';
 import { progress } from './lib/stats.js';
 import { contentionSuite, BACKOFF } from './suites/contention.js';
 import { lockCycleSuite } from './suites/lock-cycle.js';
@@ -26,19 +27,19 @@ const quick = process.argv.includes('--quick');
 
 const PLAN = quick
   ? {
-      cycle: { runs: 3, seconds: 0.3, warmupSeconds: 0.1 },
+      cycle: { runs: 3, seconds: 0.2, warmupSeconds: 0.1 },
       contention: { clients: 32, perClient: 2, runs: 3, capSeconds: 10 },
       transferSizes: [1, 10] as const,
-      transfer: (_mib: number) => ({ runs: 3, repeats: 1 }),
+      transfer: (_mib: number) => ({ runs: 1, repeats: 1 }),
       startupRuns: 3,
       storage: { runs: 3, versions: 10, targetKiB: 200 },
       scale: { keys: 10_000, versionsPerKey: 2, locked: 100, baselineKeys: 1_000, runs: 3, requestsPerRun: 20 },
     }
   : {
-      cycle: { runs: 5, seconds: 1.5, warmupSeconds: 0.5 },
+      cycle: { runs: 5, seconds: 1.0, warmupSeconds: 0.3 },
       contention: { clients: 32, perClient: 10, runs: 3, capSeconds: 20 },
       transferSizes: [1, 10, 100] as const,
-      transfer: (mib: number) => (mib >= 100 ? { runs: 3, repeats: 2 } : { runs: 3, repeats: 4 }),
+      transfer: (mib: number) => (mib >= 100 ? { runs: 3, repeats: 1 } : { runs: 3, repeats: 3 }),
       startupRuns: 10,
       storage: { runs: 3, versions: 50, targetKiB: 200 },
       scale: { keys: 100_000, versionsPerKey: 10, locked: 1_000, baselineKeys: 1_000, runs: 3, requestsPerRun: 100 },
@@ -72,19 +73,24 @@ async function main(): Promise<void> {
     loadAvgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
   };
   const store = storeSettings();
-  progress(`statelock bench${quick ? ' (--quick)' : ''}: node ${machine.node}, ${machine.cpuModel}, ${machine.cores} cores, store ${store.journal_mode}/synchronous=${store.synchronous}`);
+  const versions = { dynalite: packageVersion('dynalite'), s3rver: packageVersion('s3rver') };
+  progress(`statelock bench${quick ? ' (--quick)' : ''}: node ${machine.node}, ${machine.cpuModel}, ${machine.cores} cores, store ${store.journal_mode}/synchronous=${store.synchronous}; peers dynalite ${versions.dynalite}, s3rver ${versions.s3rver}`);
 
   const fsyncBefore = fsyncProbe();
   progress(`disk: 4 KiB append + fdatasync p50 ${fsyncBefore.p50Ms.toFixed(3)} ms, p99 ${fsyncBefore.p99Ms.toFixed(3)} ms`);
   const figures: Figure[] = [];
+  const targets: TargetCheck[] = [];
   const raw: Record<string, unknown> = {};
+  const suiteSeconds: Record<string, number> = {};
   const t0 = performance.now();
-  const suite = async (name: string, run: () => Promise<{ figures: Figure[]; raw: unknown }>) => {
+  const suite = async (name: string, run: () => Promise<{ figures: Figure[]; targets?: TargetCheck[]; raw: unknown }>) => {
     const s = performance.now();
     const out = await run();
     figures.push(...out.figures);
+    targets.push(...(out.targets ?? []));
     raw[name] = out.raw;
-    progress(`${name} done in ${((performance.now() - s) / 1000).toFixed(1)} s`);
+    suiteSeconds[name] = Math.round((performance.now() - s) / 100) / 10;
+    progress(`${name} done in ${suiteSeconds[name]!.toFixed(1)} s`);
   };
   await suite('lockCycle', () => lockCycleSuite(PLAN.cycle));
   await suite('contention', () => contentionSuite(PLAN.contention));
@@ -100,6 +106,13 @@ async function main(): Promise<void> {
   const date = startedAt.toISOString().slice(0, 10);
   const dir = join(ROOT, 'bench/results', quick ? 'tmp' : '');
   mkdirSync(dir, { recursive: true });
+  // The issue's durability condition on the lock target: every acknowledged commit fsynced.
+  targets.splice(2, 0, {
+    target: 'durable: SQLite synchronous=FULL (concurrent commits may share an fsync, none skips it)',
+    measured: `journal_mode=${store.journal_mode}, synchronous=${store.synchronous} (read from src/store/sqlite/sqlite-store.ts)`,
+    met: store.synchronous.toUpperCase() === 'FULL',
+    row: 'header',
+  });
   const table = markdownTable(figures);
   const header = [
     `# statelock bench — ${date}${quick ? ' (quick smoke run, not a measurement)' : ''}`,
@@ -111,6 +124,15 @@ async function main(): Promise<void> {
     `statelock: SQLite ${store.journal_mode} with synchronous=${store.synchronous} (every acknowledged LOCK/UNLOCK/write is durable), log level warn, one process. ` +
       `Clients: one keep-alive connection each, from one Node process. Ratio = median(statelock runs) ÷ median(baseline runs); ↑ higher is better, ↓ lower is better. ` +
       `Contention backoff: retry after ${BACKOFF.firstMs} ms doubling to a ${BACKOFF.capMs} ms cap (Terraform's -lock-timeout 1 s→16 s, scaled down 1000×).`,
+    '',
+    `Peers, each its own process on a fresh temp dir on the same disk, sent the same SigV4-signed requests as statelock: dynalite ${versions.dynalite} (DynamoDB on LevelDB, no fsync), s3rver ${versions.s3rver} (S3, one file per object, no fsync). ` +
+      'statelock verifies every signature (`serve --aws-credentials`); neither peer does. The http backend runs without a token (anonymous on loopback), as a fresh server does.',
+    '',
+    '## Targets (the issue\'s, same run)',
+    '',
+    targetsTable(targets),
+    '',
+    '## All figures',
     '',
     '',
   ].join('\n');
@@ -124,7 +146,10 @@ async function main(): Promise<void> {
     commit: git('rev-parse', 'HEAD'),
     srcDirty: git('status', '--porcelain', '--', 'src') !== '',
     statelock: { ...store, logLevel: 'warn' },
+    peers: versions,
+    suiteSeconds,
     plan: { ...PLAN, transfer: Object.fromEntries(PLAN.transferSizes.map((m) => [`${m}MiB`, PLAN.transfer(m)])), backoff: BACKOFF },
+    targets,
     figures,
     raw,
   };
