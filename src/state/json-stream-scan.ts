@@ -81,6 +81,9 @@ const S_N_EXP = 17; // in exponent digits
 const S_LITERAL = 18; // inside true/false/null
 const S_DONE = 19; // after the top-level object: whitespace only
 
+/** 0x80808080 as an int32. */
+const HIGH_BITS = 0x80808080 | 0;
+
 const OBJ = 1;
 const ARR = 2;
 
@@ -247,6 +250,7 @@ export class JsonStreamScanner {
   private scan(b: Uint8Array, from: number, to: number): void {
     const base = this.pos - from; // offset in the body = base + index in b
     const stack = this.stack;
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     let i = from;
     let state = this.state;
     let depth = this.depth;
@@ -254,48 +258,64 @@ export class JsonStreamScanner {
     if (this.capWhat !== 0) this.capStart = from;
 
     outer: while (i < to) {
-      switch (state) {
-        case S_STRING: {
-          for (;;) {
-            while (i < to && PLAIN[b[i]!] === 1) i++;
-            if (i === to) break outer;
-            const c = b[i]!;
-            if (c === 0x22) {
-              i++;
-              if (inKey) {
-                state = S_COLON;
-                if (depth === 1) this.endKey(b, i);
-              } else {
-                state = S_AFTER;
-                if (depth === 1) this.endValue(b, i);
-              }
+      // Strings first, outside the switch: they hold most of a state's bytes, and most tokens are strings.
+      if (state === S_STRING) {
+        for (;;) {
+          // Four bytes at a time while none of them is `"`, `\` or a control character (SWAR: a byte's
+          // subtraction borrows into its top bit; `& ~v` leaves bytes >= 0x80 out, which are plain here).
+          while (i + 4 <= to) {
+            const v = dv.getInt32(i, true);
+            if (((((v - 0x20202020) | 0) | (((v ^ 0x22222222) - 0x01010101) | 0) | (((v ^ 0x5c5c5c5c) - 0x01010101) | 0)) & ~v & HIGH_BITS) !== 0) break;
+            i += 4;
+          }
+          while (i < to && PLAIN[b[i]!] === 1) i++;
+          if (i === to) break outer;
+          const c = b[i]!;
+          if (c === 0x22) {
+            i++;
+            if (!inKey) {
+              state = S_AFTER;
+              if (depth === 1) this.endValue(b, i);
               continue outer;
             }
-            if (c === 0x5c) {
-              if (i + 1 < to) {
-                const e = b[i + 1]!;
-                if (ESCAPE[e] === 1) {
-                  i += 2;
+            if (depth === 1) this.endKey(b, i);
+            // `"key": value`: take the colon here rather than through S_COLON.
+            i = skipBlanks(b, dv, i, to);
+            if (i === to) {
+              state = S_COLON;
+              break outer;
+            }
+            if (b[i] !== 0x3a) this.fail('expected ":"', base + i);
+            i++;
+            state = S_VALUE;
+            continue outer;
+          }
+          if (c === 0x5c) {
+            if (i + 1 < to) {
+              const e = b[i + 1]!;
+              if (ESCAPE[e] === 1) {
+                i += 2;
+                continue;
+              }
+              if (e === 0x75 && i + 5 < to) {
+                if (HEX[b[i + 2]!]! & HEX[b[i + 3]!]! & HEX[b[i + 4]!]! & HEX[b[i + 5]!]!) {
+                  i += 6;
                   continue;
                 }
-                if (e === 0x75 && i + 5 < to) {
-                  if (HEX[b[i + 2]!]! & HEX[b[i + 3]!]! & HEX[b[i + 4]!]! & HEX[b[i + 5]!]!) {
-                    i += 6;
-                    continue;
-                  }
-                  this.fail('bad \\u escape', base + i);
-                }
-                if (e !== 0x75) this.fail('bad escape', base + i);
+                this.fail('bad \\u escape', base + i);
               }
-              // The escape runs past this piece: finish it byte by byte.
-              this.escPos = base + i;
-              i++;
-              state = S_ESC;
-              continue outer;
+              if (e !== 0x75) this.fail('bad escape', base + i);
             }
-            this.fail('control character in a string', base + i);
+            // The escape runs past this piece: finish it byte by byte.
+            this.escPos = base + i;
+            i++;
+            state = S_ESC;
+            continue outer;
           }
+          this.fail('control character in a string', base + i);
         }
+      }
+      switch (state) {
         case S_ESC: {
           const e = b[i]!;
           if (e === 0x75) {
@@ -317,11 +337,9 @@ export class JsonStreamScanner {
         }
         case S_VALUE:
         case S_ARR_FIRST: {
-          let c = b[i]!;
-          while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (++i === to) break outer;
-            c = b[i]!;
-          }
+          i = skipBlanks(b, dv, i, to);
+          if (i === to) break outer;
+          const c = b[i]!;
           if (c === 0x5d && state === S_ARR_FIRST) {
             i++;
             depth--;
@@ -372,15 +390,22 @@ export class JsonStreamScanner {
           continue;
         }
         case S_AFTER: {
-          let c = b[i]!;
-          while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (++i === to) break outer;
-            c = b[i]!;
-          }
+          i = skipBlanks(b, dv, i, to);
+          if (i === to) break outer;
+          const c = b[i]!;
           const kind = stack[depth];
           if (c === 0x2c) {
             i++;
             state = kind === OBJ ? S_KEY : S_VALUE;
+            if (kind === OBJ && depth > 1) {
+              // `, "key"`: start the key here rather than through S_KEY (top-level keys go through S_KEY, which captures them).
+              i = skipBlanks(b, dv, i, to);
+              if (i < to && b[i] === 0x22) {
+                i++;
+                inKey = true;
+                state = S_STRING;
+              }
+            }
           } else if (kind === OBJ ? c === 0x7d : c === 0x5d) {
             i++;
             depth--;
@@ -394,11 +419,9 @@ export class JsonStreamScanner {
         }
         case S_KEY:
         case S_OBJ_FIRST: {
-          let c = b[i]!;
-          while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (++i === to) break outer;
-            c = b[i]!;
-          }
+          i = skipBlanks(b, dv, i, to);
+          if (i === to) break outer;
+          const c = b[i]!;
           if (c === 0x22) {
             if (depth === 1) this.beginKey(i);
             inKey = true;
@@ -416,11 +439,9 @@ export class JsonStreamScanner {
           continue;
         }
         case S_COLON: {
-          let c = b[i]!;
-          while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (++i === to) break outer;
-            c = b[i]!;
-          }
+          i = skipBlanks(b, dv, i, to);
+          if (i === to) break outer;
+          const c = b[i]!;
           if (c !== 0x3a) this.fail('expected ":"', base + i);
           i++;
           state = S_VALUE;
@@ -489,11 +510,9 @@ export class JsonStreamScanner {
         }
         case S_START:
         case S_DONE: {
-          let c = b[i]!;
-          while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (++i === to) break outer;
-            c = b[i]!;
-          }
+          i = skipBlanks(b, dv, i, to);
+          if (i === to) break outer;
+          const c = b[i]!;
           if (state === S_DONE) this.fail('unexpected data after the object', base + i);
           if (c !== 0x7b) this.fail('expected "{"', base + i);
           i++;
@@ -610,6 +629,19 @@ export class JsonStreamScanner {
       this.lengths[k] = len + n;
     }
   }
+}
+
+/** Skips blanks from b[i]; after a newline, indentation four spaces at a time. Returns where they end (at most `to`). */
+function skipBlanks(b: Uint8Array, dv: DataView, i: number, to: number): number {
+  while (i < to) {
+    const c = b[i]!;
+    if (c === 0x20 || c === 0x0d || c === 0x09) i++;
+    else if (c === 0x0a) {
+      i++;
+      while (i + 4 <= to && dv.getInt32(i, true) === 0x20202020) i += 4;
+    } else break;
+  }
+  return i;
 }
 
 /**
