@@ -103,10 +103,20 @@ export class LockService {
     });
   }
 
+  /**
+   * Waits in the key's line until an attempt takes the lock, `waitMs` pass, or the client goes away. An
+   * attempt already handed to the store when the time is up (or the client leaves) is not abandoned: its
+   * outcome decides — a grant that lands just after the deadline is still answered as a grant, and a
+   * grant for a client that has gone is released at once, so no lock is left held by someone who was
+   * told it was refused or who is no longer there.
+   */
   private waitInLine(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, waitMs: number, refusal: StatelockError, signal: AbortSignal | undefined, door: LockDoor): Promise<LockResult> {
     return new Promise<LockResult>((resolve, reject) => {
       let last = refusal;
       let done = false;
+      let attempting = false;
+      let expired = false;
+      let abandoned = false;
       const finish = (fn: () => void) => {
         if (done) return;
         done = true;
@@ -115,28 +125,49 @@ export class LockService {
         signal?.removeEventListener('abort', onAbort);
         fn();
       };
+      const giveUp = () => {
+        if (abandoned) return finish(() => reject(last));
+        this.metrics.lockAttempts.inc({ result: 'refused_after_wait' });
+        finish(() => reject(last));
+      };
       const dequeue = this.waiters.enqueue(key, {
         attempt: async () => {
           if (done) return true;
+          attempting = true;
           try {
             const result = await this.tryLock(key, info, client, sessionId, door);
+            if (abandoned) {
+              // The client left while this grant was being decided: give the lock straight back.
+              finish(() => reject(last));
+              await this.unlock(key, { id: info.id, force: false }, client, 'the waiting client went away before its grant was answered').catch(() => undefined);
+              return true;
+            }
             finish(() => resolve(result));
             return true;
           } catch (err) {
             if (err instanceof StatelockError && err.code === 'STATE_LOCKED') {
               last = err;
+              if (expired || abandoned) {
+                giveUp();
+                return true;
+              }
               return false;
             }
             finish(() => reject(err));
             return true;
+          } finally {
+            attempting = false;
           }
         },
       });
       const timer = setTimeout(() => {
-        this.metrics.lockAttempts.inc({ result: 'refused_after_wait' });
-        finish(() => reject(last));
+        if (attempting) expired = true; // the attempt in flight decides
+        else giveUp();
       }, waitMs);
-      const onAbort = () => finish(() => reject(last));
+      const onAbort = () => {
+        abandoned = true;
+        if (!attempting) finish(() => reject(last));
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
       // The lock may have been released between the refusal and joining the line.
       void this.waiters.wake(key);
