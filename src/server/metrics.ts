@@ -57,6 +57,14 @@ export class Gauge {
   }
 }
 
+/** A counter kept elsewhere (the store's), read at scrape time. */
+export class ScrapedCounter {
+  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
+  async render(): Promise<string> {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`, `${this.name} ${this.read()}`].join('\n');
+  }
+}
+
 /** Every metric statelock exports. Services count outcomes; the server counts requests. */
 export class Metrics {
   readonly requests = new Counter('statelock_http_requests_total', 'HTTP requests answered, by door, method and status.');
@@ -70,9 +78,9 @@ export class Metrics {
   readonly writes = new Counter('statelock_state_writes_total', 'State writes by result: stored, forced, unchanged, refused, fenced (a released lock ID: kept as a rejected write).');
   readonly lockWaitSeconds = new Histogram('statelock_lock_wait_seconds', 'Time LOCK requests with ?wait= spent in line before the lock was granted.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300]);
   readonly autoReleases = new Counter('statelock_lock_auto_releases_total', 'Locks released by the server because their holder was dead for --release-dead-after.');
-  private readonly gauges: Gauge[] = [];
+  private readonly gauges: Array<Gauge | ScrapedCounter> = [];
 
-  addGauge(gauge: Gauge): void {
+  addGauge(gauge: Gauge | ScrapedCounter): void {
     this.gauges.push(gauge);
   }
 
