@@ -23,6 +23,31 @@ export interface LockOptions {
   door?: LockDoor;
 }
 
+/**
+ * What an http-backend UNLOCK body asks for, read once (the door decides the permission from it, then the
+ * service acts on it): an empty body is Terraform's force-unlock, OpenTofu's zero-valued body is its
+ * force-unlock, any other body is a release by the holder's ID; a malformed body is kept as its refusal.
+ */
+export type UnlockBody = { request: UnlockRequest; how: string } | { invalid: StatelockError };
+
+export function readUnlockBody(body: Buffer): UnlockBody {
+  if (isBlank(body)) return { request: { id: null, force: true }, how: 'empty UNLOCK body (terraform force-unlock)' };
+  let info: LockInfo;
+  try {
+    info = parseLockInfo(body);
+  } catch (err) {
+    if (err instanceof StatelockError) return { invalid: err };
+    throw err;
+  }
+  const zero = isZeroValuedLockInfo(info);
+  return { request: { id: info.id, force: zero }, how: zero ? 'zero-valued UNLOCK body (tofu force-unlock)' : 'holder released' };
+}
+
+/** Nothing, or only whitespace: what `terraform force-unlock` sends. */
+function isBlank(body: Buffer): boolean {
+  return body.length === 0 || (body[0] !== 0x7b /* { */ && body.toString('utf8').trim() === '');
+}
+
 /** The liveness verdict of a held lock, from the evidence the store keeps (see liveness.ts). */
 export function judgeLock(lock: LockRecord, nowMs = Date.now()): LivenessJudgement {
   const s = lock.session ?? null;
@@ -180,11 +205,10 @@ export class LockService {
    * @throws StatelockError INVALID_LOCK_INFO (400), LOCK_ID_MISMATCH (409, with the holder),
    *   HOLDER_ALIVE (409: a force-unlock while the holder's lease is current).
    */
-  unlockFromBody(key: string, body: Buffer, client: ClientContext): Promise<UnlockResult> {
-    if (body.toString('utf8').trim() === '') return this.unlock(key, { id: null, force: true }, client, 'empty UNLOCK body (terraform force-unlock)');
-    const info = parseLockInfo(body);
-    const zero = isZeroValuedLockInfo(info);
-    return this.unlock(key, { id: info.id, force: zero }, client, zero ? 'zero-valued UNLOCK body (tofu force-unlock)' : 'holder released');
+  unlockFromBody(key: string, body: Buffer | UnlockBody, client: ClientContext): Promise<UnlockResult> {
+    const parsed = Buffer.isBuffer(body) ? readUnlockBody(body) : body;
+    if ('invalid' in parsed) return Promise.reject(parsed.invalid);
+    return this.unlock(key, parsed.request, client, parsed.how);
   }
 
   /**

@@ -13,7 +13,9 @@ export class Counter {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
   constructor(readonly name: string, readonly help: string) {}
   inc(labels: Labels = {}, by = 1): void {
-    const id = labelText(labels);
+    // Keyed by names and values as given (cheap); rendered with escaping once, at scrape time.
+    let id = '';
+    for (const k in labels) id += `${k}\u0000${labels[k]}\u0001`;
     const entry = this.values.get(id);
     if (entry) entry.value += by;
     else this.values.set(id, { labels, value: by });

@@ -54,11 +54,22 @@ export class GroupCommit {
   private running = false;
   private _commits = 0;
   private _updates = 0;
+  /** Transaction control, prepared once (db.exec would parse the SQL again on every call). */
+  private readonly sql: Record<'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo', Database.Statement>;
 
   constructor(
     private readonly db: Database.Database,
     private readonly opts: GroupCommitOptions,
-  ) {}
+  ) {
+    this.sql = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
+      savepoint: db.prepare('SAVEPOINT update_'),
+      release: db.prepare('RELEASE update_'),
+      rollbackTo: db.prepare('ROLLBACK TO update_'),
+    };
+  }
 
   /** COMMITs that returned (each one fsync of the WAL). */
   get commits(): number {
@@ -135,7 +146,7 @@ export class GroupCommit {
    * disk may cost.
    */
   private commitBatch(retries: number, retry: Job[] | null, taken: Job[]): void {
-    const db = this.db;
+    const { db, sql } = this;
     const take = (): Job => {
       if (retry) return retry.shift()!;
       const job = this.queue.shift()!;
@@ -146,7 +157,7 @@ export class GroupCommit {
       for (const j of list) j.outcome = { ok: false, error };
     };
     try {
-      db.exec('BEGIN IMMEDIATE');
+      sql.begin.run();
     } catch (err) {
       // Busy past busy_timeout, an I/O error: nothing ran; these jobs fail.
       const list = retry ? retry.splice(0) : this.queue.splice(0, this.opts.maxOps);
@@ -164,10 +175,10 @@ export class GroupCommit {
       batch.push(job);
       job.bodyBytes = 0;
       job.outcome = null;
-      db.exec('SAVEPOINT u');
+      sql.savepoint.run();
       try {
         const value = job.run();
-        db.exec('RELEASE u');
+        sql.release.run();
         job.outcome = { ok: true, value };
         bytes += job.bodyBytes;
       } catch (err) {
@@ -177,8 +188,8 @@ export class GroupCommit {
           lost = err ?? new Error('the transaction was rolled back');
           break;
         }
-        db.exec('ROLLBACK TO u');
-        db.exec('RELEASE u');
+        sql.rollbackTo.run();
+        sql.release.run();
         if (isDiskFull(err) && job.bodyBytes === 0 && retries > 0 && this.opts.onDiskFull()) {
           // A write without a state body hit a full disk and the reserve was released: once more, here.
           retries--;
@@ -196,12 +207,12 @@ export class GroupCommit {
     }
     if (lost === null) {
       try {
-        db.exec('COMMIT');
+        sql.commit.run();
         this._commits++;
         this._updates += batch.length;
         return;
       } catch (err) {
-        if (db.inTransaction) db.exec('ROLLBACK');
+        if (db.inTransaction) sql.rollback.run();
         lost = err;
       }
     }

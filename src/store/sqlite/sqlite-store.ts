@@ -164,7 +164,7 @@ export class SqliteStore implements Store {
       }
       job.bodyBytes = bodyBytesOf(decision.changes);
       if (job.bodyBytes > 0) this.reserve.assertRoomFor(job.bodyBytes);
-      this.apply(key, client, decision.changes);
+      this.apply(key, client, decision.changes, snapshot.lockIdIfRead());
       return decision;
     });
     return done.then((decision) => {
@@ -188,7 +188,8 @@ export class SqliteStore implements Store {
     return this.reserve;
   }
 
-  private apply(key: string, client: ClientContext, changes: Changes): void {
+  /** `heldLockId`: the lock's ID as the snapshot read it (null: free), when it did — spares reading it again. */
+  private apply(key: string, client: ClientContext, changes: Changes, heldLockId?: string | null): void {
     const now = new Date().toISOString();
     if (changes.newVersion) {
       const v = changes.newVersion;
@@ -198,7 +199,7 @@ export class SqliteStore implements Store {
     if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
     const lock = changes.lock;
     if (lock && ('set' in lock || 'clear' in lock)) {
-      const held = (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
+      const held = heldLockId !== undefined ? (heldLockId ?? undefined) : (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
       const next = 'set' in lock ? lock.set.id : null;
       if (held !== undefined && held !== next) this.stmt.recordReleased.run(key, held, now);
     }
@@ -556,7 +557,11 @@ function bodyBytesOf(changes: Changes): number {
  * when the rule returns) makes a first read after that fail loudly instead of reading outside the
  * transaction (`readAll()` first when the snapshot itself leaves the transaction as a result).
  */
-function lazySnapshot(stmt: ReturnType<SqliteStore['prepare']>, key: string, probeLockId: string | null): { view: KeySnapshot; readAll: () => void; seal: () => void } {
+function lazySnapshot(
+  stmt: ReturnType<SqliteStore['prepare']>,
+  key: string,
+  probeLockId: string | null,
+): { view: KeySnapshot; readAll: () => void; seal: () => void; lockIdIfRead: () => string | null | undefined } {
   let sealed = false;
   const memo = new Map<string, unknown>();
   const once = <V>(field: string, read: () => V): V => {
@@ -592,6 +597,7 @@ function lazySnapshot(stmt: ReturnType<SqliteStore['prepare']>, key: string, pro
     view,
     readAll: () => void [view.current, view.highestSerial, view.probedLockIdReleased, view.lock, view.versionCount],
     seal: () => (sealed = true),
+    lockIdIfRead: () => (memo.has('lock') ? ((memo.get('lock') as LockRecord | null)?.id ?? null) : undefined),
   };
 }
 
