@@ -54,7 +54,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
           event === 'released'
             ? logger.warn('disk full: the disk reserve was released so that locks keep working; state writes are refused until space is freed', fields)
             : event === 'restored'
-              ? logger.info('disk reserve restored: state writes are accepted again', fields)
+              ? logger.warn('disk reserve restored: state writes are accepted again', fields) // closes the warning above, at its level
               : logger.warn('disk reserve could not be created', fields),
       });
   const engine: Store = sqlite ?? (await PostgresStore.open(config.databaseUrl!, (err) => logger.warn('database connection lost', { error: err.message })));

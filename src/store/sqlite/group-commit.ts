@@ -28,6 +28,9 @@ interface Job {
   reject: (error: unknown) => void;
 }
 
+/** How many more transactions a full disk may cost one batch (each after a remedy: a checkpoint, the reserve). */
+const DISK_FULL_RETRIES = 3;
+
 export interface GroupCommitOptions {
   /** The most updates in one transaction. */
   maxOps: number;
@@ -37,10 +40,14 @@ export interface GroupCommitOptions {
   translate: (err: unknown) => unknown;
   /**
    * The disk is full and a write carrying no state body failed (a lock, an unlock, an audit entry): make
-   * room if possible (release the disk reserve) and say whether it did — then the batch's updates that
-   * carry no body are run again in a new transaction, while those that carry a body are refused.
+   * room if possible and say whether anything was done — then the batch's updates that carry no body are
+   * run again, while those that carry a body are refused. `attempt` counts the calls for one batch (0, 1 …):
+   * cheaper remedies first. `inTransaction`: called with the batch's transaction still open (SQLite kept
+   * it), where a checkpoint cannot run.
    */
-  onDiskFull: () => boolean;
+  onDiskFull: (attempt: number, inTransaction: boolean) => boolean;
+  /** After a COMMIT that wrote state bodies (best effort; see SqliteStore). */
+  afterBodies?: () => void;
 }
 
 /** The handle `run` gets: to declare the bytes of state body its update writes. */
@@ -120,7 +127,7 @@ export class GroupCommit {
     this.running = true;
     const taken: Job[] = [];
     try {
-      this.commitBatch(2, null, taken);
+      this.commitBatch(DISK_FULL_RETRIES, null, taken);
     } catch (err) {
       // Unexpected (a SAVEPOINT statement failing …): nothing of the open transaction is kept.
       try {
@@ -190,7 +197,7 @@ export class GroupCommit {
         }
         sql.rollbackTo.run();
         sql.release.run();
-        if (isDiskFull(err) && job.bodyBytes === 0 && retries > 0 && this.opts.onDiskFull()) {
+        if (isDiskFull(err) && job.bodyBytes === 0 && retries > 0 && this.opts.onDiskFull(DISK_FULL_RETRIES - retries, true)) {
           // A write without a state body hit a full disk and the reserve was released: once more, here.
           retries--;
           job.outcome = null;
@@ -210,6 +217,7 @@ export class GroupCommit {
         sql.commit.run();
         this._commits++;
         this._updates += batch.length;
+        if (bytes > 0) this.opts.afterBodies?.();
         return;
       } catch (err) {
         if (db.inTransaction) sql.rollback.run();
@@ -224,7 +232,7 @@ export class GroupCommit {
       const withBody = all.filter((j) => j.bodyBytes > 0);
       const rest = all.filter((j) => j.bodyBytes === 0);
       fail(withBody, this.opts.translate(lost));
-      const freed = this.opts.onDiskFull();
+      const freed = this.opts.onDiskFull(DISK_FULL_RETRIES - retries, false);
       if (rest.length > 0 && (freed || withBody.length > 0)) this.commitBatch(retries - 1, rest, taken);
       else fail(rest, this.opts.translate(lost));
       return;

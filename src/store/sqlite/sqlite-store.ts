@@ -49,6 +49,7 @@ export class SqliteStore implements Store {
   private readonly batches: GroupCommit;
   private readonly reserve: DiskReserve;
   private closed = false;
+  private checkpointSoon = false;
 
   constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
@@ -64,7 +65,23 @@ export class SqliteStore implements Store {
       maxOps: GROUP_COMMIT_MAX_OPS,
       maxBodyBytes: GROUP_COMMIT_MAX_BODY_BYTES,
       translate: translateDriverError,
-      onDiskFull: () => this.reserve.release(),
+      onDiskFull: (attempt, inTransaction) => this.makeRoom(attempt, inTransaction),
+      // A state body is copied from the WAL into the database file right after its commit was answered,
+      // while the room for it that assertRoomFor checked is still there: so the WAL holds only small
+      // changes when something else fills the disk, and lock traffic keeps reusing it instead of growing it.
+      afterBodies: () => {
+        if (this.checkpointSoon) return;
+        this.checkpointSoon = true;
+        setImmediate(() => {
+          this.checkpointSoon = false;
+          if (this.closed) return;
+          try {
+            this.db.pragma('wal_checkpoint(PASSIVE)');
+          } catch {
+            // best effort: SQLite checkpoints again later by itself
+          }
+        });
+      },
     });
   }
 
@@ -171,6 +188,29 @@ export class SqliteStore implements Store {
       if ('error' in decision) throw decision.error;
       return decision.result;
     });
+  }
+
+  /**
+   * A write without a state body found the disk full. First remedy: a checkpoint — the WAL's frames are
+   * copied into the database file, and the next transaction starts the WAL over from its beginning, in
+   * space it already has (a WAL only grows when it is not checkpointed in time). Then: release the disk
+   * reserve (and checkpoint again, now that there is room for the database file to grow).
+   */
+  private makeRoom(attempt: number, inTransaction: boolean): boolean {
+    const checkpoint = () => {
+      try {
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // no room even for that: the reserve is next
+      }
+    };
+    if (attempt === 0 && !inTransaction) {
+      checkpoint();
+      return true;
+    }
+    const released = this.reserve.release();
+    if (released && !inTransaction) checkpoint();
+    return released;
   }
 
   /** COMMITs of {@link update} batches so far: each one WAL append and one fsync, however many updates it held. */
