@@ -108,7 +108,7 @@ export class GroupCommit {
 
   /** Runs everything queued now (before the database is closed). */
   drain(): void {
-    while (this.queue.length > 0) this.flush();
+    while (this.queue.length > 0 && !this.running) this.flush();
   }
 
   private schedule(): void {
