@@ -22,6 +22,8 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:
 /** The longest lock ID accepted. */
 export const MAX_LOCK_ID_LENGTH = 256;
 const FIELDS = ['ID', 'Operation', 'Info', 'Who', 'Version', 'Created', 'Path'] as const;
+/** Lower-cased key → the field it names (Go matches keys case-insensitively). */
+const FIELD_BY_LOWER = new Map<string, (typeof FIELDS)[number]>(FIELDS.map((f) => [f.toLowerCase(), f]));
 
 /**
  * Parses a LOCK (or non-empty UNLOCK) body. Keys match case-insensitively, as Go's decoder does;
@@ -34,7 +36,7 @@ export function parseLockInfo(body: Buffer): LockInfo {
   const values = new Map<string, unknown>();
   for (const [k, v] of Object.entries(doc)) {
     if (typeof v === 'object' && v !== null) throw invalid(`field "${k}" is not a plain value: lock info must be a flat object`);
-    const canonical = FIELDS.find((f) => f.toLowerCase() === k.toLowerCase());
+    const canonical = FIELD_BY_LOWER.get(k.toLowerCase());
     if (canonical) values.set(canonical, v);
   }
   const text = (field: (typeof FIELDS)[number]): string => {

@@ -23,6 +23,31 @@ export interface LockOptions {
   door?: LockDoor;
 }
 
+/**
+ * What an http-backend UNLOCK body asks for, read once (the door decides the permission from it, then the
+ * service acts on it): an empty body is Terraform's force-unlock, OpenTofu's zero-valued body is its
+ * force-unlock, any other body is a release by the holder's ID; a malformed body is kept as its refusal.
+ */
+export type UnlockBody = { request: UnlockRequest; how: string } | { invalid: StatelockError };
+
+export function readUnlockBody(body: Buffer): UnlockBody {
+  if (isBlank(body)) return { request: { id: null, force: true }, how: 'empty UNLOCK body (terraform force-unlock)' };
+  let info: LockInfo;
+  try {
+    info = parseLockInfo(body);
+  } catch (err) {
+    if (err instanceof StatelockError) return { invalid: err };
+    throw err;
+  }
+  const zero = isZeroValuedLockInfo(info);
+  return { request: { id: info.id, force: zero }, how: zero ? 'zero-valued UNLOCK body (tofu force-unlock)' : 'holder released' };
+}
+
+/** Nothing, or only whitespace: what `terraform force-unlock` sends. */
+function isBlank(body: Buffer): boolean {
+  return body.length === 0 || (body[0] !== 0x7b /* { */ && body.toString('utf8').trim() === '');
+}
+
 /** The liveness verdict of a held lock, from the evidence the store keeps (see liveness.ts). */
 export function judgeLock(lock: LockRecord, nowMs = Date.now()): LivenessJudgement {
   const s = lock.session ?? null;
@@ -103,10 +128,20 @@ export class LockService {
     });
   }
 
+  /**
+   * Waits in the key's line until an attempt takes the lock, `waitMs` pass, or the client goes away. An
+   * attempt already handed to the store when the time is up (or the client leaves) is not abandoned: its
+   * outcome decides — a grant that lands just after the deadline is still answered as a grant, and a
+   * grant for a client that has gone is released at once, so no lock is left held by someone who was
+   * told it was refused or who is no longer there.
+   */
   private waitInLine(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, waitMs: number, refusal: StatelockError, signal: AbortSignal | undefined, door: LockDoor): Promise<LockResult> {
     return new Promise<LockResult>((resolve, reject) => {
       let last = refusal;
       let done = false;
+      let attempting = false;
+      let expired = false;
+      let abandoned = false;
       const finish = (fn: () => void) => {
         if (done) return;
         done = true;
@@ -115,28 +150,49 @@ export class LockService {
         signal?.removeEventListener('abort', onAbort);
         fn();
       };
+      const giveUp = () => {
+        if (abandoned) return finish(() => reject(last));
+        this.metrics.lockAttempts.inc({ result: 'refused_after_wait' });
+        finish(() => reject(last));
+      };
       const dequeue = this.waiters.enqueue(key, {
         attempt: async () => {
           if (done) return true;
+          attempting = true;
           try {
             const result = await this.tryLock(key, info, client, sessionId, door);
+            if (abandoned) {
+              // The client left while this grant was being decided: give the lock straight back.
+              finish(() => reject(last));
+              await this.unlock(key, { id: info.id, force: false }, client, 'the waiting client went away before its grant was answered').catch(() => undefined);
+              return true;
+            }
             finish(() => resolve(result));
             return true;
           } catch (err) {
             if (err instanceof StatelockError && err.code === 'STATE_LOCKED') {
               last = err;
+              if (expired || abandoned) {
+                giveUp();
+                return true;
+              }
               return false;
             }
             finish(() => reject(err));
             return true;
+          } finally {
+            attempting = false;
           }
         },
       });
       const timer = setTimeout(() => {
-        this.metrics.lockAttempts.inc({ result: 'refused_after_wait' });
-        finish(() => reject(last));
+        if (attempting) expired = true; // the attempt in flight decides
+        else giveUp();
       }, waitMs);
-      const onAbort = () => finish(() => reject(last));
+      const onAbort = () => {
+        abandoned = true;
+        if (!attempting) finish(() => reject(last));
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
       // The lock may have been released between the refusal and joining the line.
       void this.waiters.wake(key);
@@ -149,11 +205,10 @@ export class LockService {
    * @throws StatelockError INVALID_LOCK_INFO (400), LOCK_ID_MISMATCH (409, with the holder),
    *   HOLDER_ALIVE (409: a force-unlock while the holder's lease is current).
    */
-  unlockFromBody(key: string, body: Buffer, client: ClientContext): Promise<UnlockResult> {
-    if (body.toString('utf8').trim() === '') return this.unlock(key, { id: null, force: true }, client, 'empty UNLOCK body (terraform force-unlock)');
-    const info = parseLockInfo(body);
-    const zero = isZeroValuedLockInfo(info);
-    return this.unlock(key, { id: info.id, force: zero }, client, zero ? 'zero-valued UNLOCK body (tofu force-unlock)' : 'holder released');
+  unlockFromBody(key: string, body: Buffer | UnlockBody, client: ClientContext): Promise<UnlockResult> {
+    const parsed = Buffer.isBuffer(body) ? readUnlockBody(body) : body;
+    if ('invalid' in parsed) return Promise.reject(parsed.invalid);
+    return this.unlock(key, parsed.request, client, parsed.how);
   }
 
   /**

@@ -11,6 +11,8 @@ interface Waiter {
 export class LockWaiters {
   private readonly queues = new Map<string, Waiter[]>();
   private readonly waking = new Set<string>();
+  /** Keys released again while their hand-off was running: it must look once more before it stops. */
+  private readonly rewake = new Set<string>();
 
   count(key: string): number {
     return this.queues.get(key)?.length ?? 0;
@@ -29,19 +31,33 @@ export class LockWaiters {
     return () => this.remove(key, waiter);
   }
 
-  /** Called after any release of `key`: grants the lock to the longest waiter that can take it. */
+  /**
+   * Called after any release of `key`: grants the lock to the longest waiter that can take it. One
+   * hand-off at a time per key; a release that arrives while one runs is not dropped: the running
+   * hand-off tries again. (An attempt and a release can be decided in the same store transaction, the
+   * attempt first: it is refused, and the release's wake arrives while the hand-off is still running.)
+   */
   async wake(key: string): Promise<void> {
-    if (this.waking.has(key)) return; // one hand-off at a time per key; it loops until settled
+    if (this.waking.has(key)) {
+      this.rewake.add(key);
+      return;
+    }
     this.waking.add(key);
     try {
       for (;;) {
+        this.rewake.delete(key);
         const head = this.queues.get(key)?.[0];
         if (!head) return;
-        if (!(await head.attempt())) return; // someone else holds it again: wait for the next release
-        this.remove(key, head);
+        if (await head.attempt()) {
+          this.remove(key, head);
+          continue;
+        }
+        // Someone else holds it: wait for the next release — unless one came in meanwhile.
+        if (!this.rewake.has(key)) return;
       }
     } finally {
       this.waking.delete(key);
+      this.rewake.delete(key);
     }
   }
 

@@ -21,7 +21,7 @@ import { isLoopbackHost, type ServerConfig } from './config.js';
 import { StatelockError } from './errors.js';
 import { errorBody, sendJson, send } from './http-io.js';
 import { createLogger, type Logger } from './logger.js';
-import { Gauge, Metrics } from './metrics.js';
+import { Gauge, Metrics, ScrapedCounter } from './metrics.js';
 import { createContext, type RequestContext } from './request-context.js';
 
 type Door = 'http-backend' | 'api' | 'ui' | 'aws' | 'ops';
@@ -46,9 +46,18 @@ export interface App {
 
 export async function startApp(config: ServerConfig): Promise<App> {
   const logger = createLogger(config.logLevel);
-  const engine: Store = config.databaseUrl
-    ? await PostgresStore.open(config.databaseUrl, (err) => logger.warn('database connection lost', { error: err.message }))
-    : new SqliteStore(config.dataDir);
+  const sqlite = config.databaseUrl
+    ? null
+    : new SqliteStore(config.dataDir, {
+        diskReserveBytes: config.diskReserveBytes ?? 'auto',
+        onDiskReserve: (event, fields) =>
+          event === 'released'
+            ? logger.warn('disk full: the disk reserve was released so that locks keep working; state writes are refused until space is freed', fields)
+            : event === 'restored'
+              ? logger.warn('disk reserve restored: state writes are accepted again', fields) // closes the warning above, at its level
+              : logger.warn('disk reserve could not be created', fields),
+      });
+  const engine: Store = sqlite ?? (await PostgresStore.open(config.databaseUrl!, (err) => logger.warn('database connection lost', { error: err.message })));
   // Always wrapped: without keys nothing is sealed, but a sealed body is refused rather than served as state.
   const store: Store = encryptedStore(engine, new Keyring(config.encryptionKeys ?? []));
   logger.info('encryption at rest', config.encryptionKeys ? { state: 'on', newestKey: config.encryptionKeys.at(-1)!.id, keys: config.encryptionKeys.length } : { state: 'off' });
@@ -68,6 +77,11 @@ export async function startApp(config: ServerConfig): Promise<App> {
       return Math.max(0, ...(await locks.all()).map((l) => Math.round((now - Date.parse(l.acquiredAt)) / 1000)));
     }),
   );
+  if (sqlite) {
+    metrics.addGauge(new ScrapedCounter('statelock_store_commits_total', 'SQLite COMMITs (each one fsync of the WAL); concurrent updates share one (group commit).', () => sqlite.commits));
+    metrics.addGauge(new ScrapedCounter('statelock_store_updates_total', 'Store updates committed (each LOCK, UNLOCK, write … is one); ÷ commits = updates per fsync.', () => sqlite.committedUpdates));
+    metrics.addGauge(new Gauge('statelock_disk_reserve_whole', '1 while the disk reserve kept for locks is in place; 0 once a full disk made it released (state writes are then refused).', async () => (sqlite.diskReserve.whole ? 1 : 0)));
+  }
   metrics.addGauge(new Gauge('statelock_lock_waiters', 'LOCK requests waiting in line (?wait=).', async () => locks.waiters.total()));
   const httpBackend = new HttpBackendDoor(state, locks);
   const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store));

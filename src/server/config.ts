@@ -32,6 +32,11 @@ export interface ServerConfig {
   requestTimeoutMs: number;
   /** Encrypt stored state bodies at rest with these keys (the last is the newest); null: off. */
   encryptionKeys: EncryptionKey[] | null;
+  /**
+   * SQLite: disk space kept so that locks keep working when the disk is full (docs/operations.md, "Disk
+   * space"); null: twice the database's size at start-up, 1 to 64 MiB, at most 1/8 of its file system.
+   */
+  diskReserveBytes: number | null;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
@@ -48,6 +53,7 @@ export const DEFAULTS: Omit<ServerConfig, 'dataDir' | 'databaseUrl'> = {
   insecureNoAuth: false,
   encryptionKeys: null,
   requestTimeoutMs: 300_000,
+  diskReserveBytes: null,
 };
 
 /** `ID:SECRET[,ID:SECRET…]` → map; null when a pair is malformed. */

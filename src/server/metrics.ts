@@ -13,7 +13,9 @@ export class Counter {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
   constructor(readonly name: string, readonly help: string) {}
   inc(labels: Labels = {}, by = 1): void {
-    const id = labelText(labels);
+    // Keyed by names and values as given (cheap); rendered with escaping once, at scrape time.
+    let id = '';
+    for (const k in labels) id += `${k}\u0000${labels[k]}\u0001`;
     const entry = this.values.get(id);
     if (entry) entry.value += by;
     else this.values.set(id, { labels, value: by });
@@ -57,6 +59,14 @@ export class Gauge {
   }
 }
 
+/** A counter kept elsewhere (the store's), read at scrape time. */
+export class ScrapedCounter {
+  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
+  async render(): Promise<string> {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`, `${this.name} ${this.read()}`].join('\n');
+  }
+}
+
 /** Every metric statelock exports. Services count outcomes; the server counts requests. */
 export class Metrics {
   readonly requests = new Counter('statelock_http_requests_total', 'HTTP requests answered, by door, method and status.');
@@ -70,9 +80,9 @@ export class Metrics {
   readonly writes = new Counter('statelock_state_writes_total', 'State writes by result: stored, forced, unchanged, refused, fenced (a released lock ID: kept as a rejected write).');
   readonly lockWaitSeconds = new Histogram('statelock_lock_wait_seconds', 'Time LOCK requests with ?wait= spent in line before the lock was granted.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300]);
   readonly autoReleases = new Counter('statelock_lock_auto_releases_total', 'Locks released by the server because their holder was dead for --release-dead-after.');
-  private readonly gauges: Gauge[] = [];
+  private readonly gauges: Array<Gauge | ScrapedCounter> = [];
 
-  addGauge(gauge: Gauge): void {
+  addGauge(gauge: Gauge | ScrapedCounter): void {
     this.gauges.push(gauge);
   }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,15 +11,18 @@ import { startServer, type RunningServer } from '../support/server-process.js';
 import { listVersions } from './chaos-support.js';
 
 /**
- * The data directory on a 24 MiB tmpfs, filled with 2 MiB states until a write is refused: the refusal
- * must be 507 STORE_FULL (nothing stored), nothing already stored may be damaged, /readyz stays 200,
- * locks (tiny) keep working, and once space is freed the next write succeeds without a restart.
+ * The data directory on a 32 MiB tmpfs, filled with 2 MiB states until a write is refused: the refusal
+ * must be 507 STORE_FULL (nothing stored), nothing already stored may be damaged, /readyz stays 200.
+ * Then another program takes every byte left, and locks (tiny) must keep working: the server spends its
+ * disk reserve on them (docs/operations.md, "Disk space"). Once space is freed, the refused write succeeds
+ * without a restart and the reserve is back.
  *
- * Needs root (mount); skipped with the reason otherwise. No randomness: the bodies are deterministic.
+ * Needs root (mount); skipped with the reason otherwise. No randomness: the bodies are deterministic, and
+ * incompressible, so a server that compresses bodies still fills the disk with them.
  */
 
-const TMPFS_SIZE = '24m';
-const FILLER_BYTES = 8 * 1024 * 1024;
+const TMPFS_SIZE = '32m';
+const FILLER_BYTES = 16 * 1024 * 1024;
 const PAD_BYTES = 2 * 1024 * 1024;
 const KEYS = ['chaos/full/a', 'chaos/full/b', 'chaos/full/c'];
 /** LOCK/UNLOCK pairs by other clients while the disk is full: far more than the WAL's spare tail can absorb. */
@@ -38,18 +42,51 @@ function mountTmpfs(): { dir: string; skip: string | false } {
 
 const { dir: mountDir, skip } = mountTmpfs();
 
-/** Known server behaviour, found by this test: see the report in README.md "## Reliability". */
-const LOCKS_WHILE_FULL_TODO =
-  'server bug: once the disk is full (the checkpoint after the filling write takes all remaining space), LOCK, UNLOCK by the holder and force-unlock are 507 STORE_FULL as soon as the spare tail of the WAL is used up, until space is freed';
+/**
+ * `bytes` of padding that no compressor can shrink, the same on every run: the hex of a SHA-256 chain
+ * seeded with `seed` (a server that compresses state bodies must still fill the disk with them).
+ */
+function incompressiblePad(seed: string, bytes: number): string {
+  const parts: string[] = [];
+  let block = createHash('sha256').update(seed).digest();
+  for (let n = 0; n < bytes; n += 64) {
+    parts.push(block.toString('hex'));
+    block = createHash('sha256').update(block).digest();
+  }
+  return parts.join('').slice(0, bytes);
+}
+
+/** Writes `path` until the file system says ENOSPC; returns how many bytes it took. */
+function fillUp(path: string): number {
+  const fd = openSync(path, 'w');
+  const block = Buffer.alloc(64 * 1024, 0x68);
+  let taken = 0;
+  try {
+    for (let size = block.length; size >= 512; ) {
+      try {
+        taken += writeSync(fd, block, 0, size);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+        size >>= 1; // the last blocks, in smaller writes
+      }
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return taken;
+}
 
 describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () => {
   let server: RunningServer;
   const filler = join(mountDir, 'filler');
+  /** Another program on the same disk that takes every byte statelock left free. */
+  const hog = join(mountDir, 'hog');
   const dataDir = join(mountDir, 'data');
   const HELD = 'chaos/full/held';
   const serial = new Map(KEYS.map((k) => [k, 0]));
   const acked = new Map(KEYS.map((k) => [k, [] as string[]])); // acknowledged bodies per key, in order
-  const bodyFor = (key: string, s: number) => stateBody(s, lineageOf(key), { outputs: { pad: { value: `${key} serial ${s} `.padEnd(PAD_BYTES, 'x'), type: 'string' } } });
+  const bodyFor = (key: string, s: number) => stateBody(s, lineageOf(key), { outputs: { pad: { value: incompressiblePad(`${key} serial ${s}`, PAD_BYTES), type: 'string' } } });
   let refusedKey = '';
   let storedBeforeFull = 0;
   let lockOps = 0;
@@ -72,6 +109,12 @@ describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () 
     lockOps++;
     return rawRequest(`${server.url}/state/${key}`, { method, body: id === null ? '' : lockBody(id) });
   };
+
+  /** The server's `statelock_disk_reserve_whole` (1: the reserve is in place). */
+  async function reserveWhole(): Promise<number> {
+    const text = (await rawRequest(`${server.url}/metrics`)).text;
+    return Number(/^statelock_disk_reserve_whole (\d+)$/m.exec(text)?.[1] ?? NaN);
+  }
 
   /** Writes the key's next serial under lock `id`; remembers it when acknowledged. */
   async function write(key: string, id: string) {
@@ -129,7 +172,11 @@ describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () 
     summary.push(`${storedBeforeFull} × 2 MiB writes fit, then ${refused.status} ${refused.json<{ error: { code: string } }>().error.code} (twice)`, `${intact} acknowledged versions intact while full, /readyz 200`);
   });
 
-  test('locks keep working while the disk is full (they are tiny)', { timeout: 60_000, todo: LOCKS_WHILE_FULL_TODO }, async () => {
+  test('locks keep working while the disk is full (they are tiny)', { timeout: 60_000 }, async () => {
+    // statelock refused its own write while room was left (for the reserve kept for locks); now another
+    // program takes every byte that is left, down to the last block.
+    const hogged = fillUp(hog);
+    assert.ok(statfsSync(mountDir).bavail === 0, `the disk is full (${hogged} bytes taken by another program)`);
     const failures: string[] = [];
     let ops = 0;
     const expect200 = async (what: string, p: Promise<{ status: number; text: string }>) => {
@@ -152,10 +199,15 @@ describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () 
     summary.push(`while full: ${grants} of ${LOCK_CYCLES_WHILE_FULL} LOCKs by other clients granted, ${heldReleased} of the 4 locks held across the fill released by their holders`);
     const heldRefused = failures.filter((f) => !f.includes('/other-'));
     assert.ok(failures.length === 0, `every LOCK/UNLOCK while full should answer 200; ${failures.length} of ${ops} did not, the first: ${failures[0]}; releases of locks held across the fill refused: ${heldRefused.length} of 4${heldRefused.length ? ` (${heldRefused[0]})` : ''}`);
+    // They did need room (the audit trail grows): the server gave them its reserve, and said so.
+    assert.equal(await reserveWhole(), 0, 'the disk reserve was spent on lock traffic');
+    assert.match(server.stderr(), /disk full: the disk reserve was released/);
+    summary.push('the disk reserve was released for them');
   });
 
   test('after freeing space the server recovers without a restart', { timeout: 60_000 }, async () => {
     rmSync(filler);
+    rmSync(hog);
     // Whatever the previous test could not release is released now (an empty-body UNLOCK frees a lock whose holder is gone).
     for (const key of [...KEYS, HELD]) {
       const freed = await lockReq(key, 'UNLOCK', null);
@@ -164,9 +216,16 @@ describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () 
     for (const key of KEYS) assert.equal((await lockReq(key, 'LOCK', `after-${key}`)).status, 200, `LOCK ${key} after freeing space`);
     const recovered = await write(refusedKey, `after-${refusedKey}`);
     assert.equal(recovered.status, 200, `the refused write, retried after freeing space: ${recovered.status} ${recovered.text}`);
-    for (const key of KEYS) assert.equal((await write(key, `after-${key}`)).status, 200, `${key} takes writes again`);
+    for (const key of KEYS) {
+      const again = await write(key, `after-${key}`);
+      assert.equal(again.status, 200, `${key} takes writes again: ${again.text}`);
+    }
     for (const key of KEYS) assert.equal((await lockReq(key, 'UNLOCK', `after-${key}`)).status, 200, `UNLOCK ${key}`);
     const intact = await assertIntact('after freeing space');
+    // The reserve is back (re-created in the background once there is room for it twice over).
+    for (let i = 0; i < 100 && (await reserveWhole()) !== 1; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await reserveWhole(), 1, 'the disk reserve was re-created');
+    assert.match(server.stderr(), /disk reserve restored/);
 
     // The file itself: a clean shutdown, then SQLite's own integrity check.
     assert.equal(await server.stop(), 0, 'clean shutdown');
@@ -176,6 +235,6 @@ describe(`disk full: the data directory on a ${TMPFS_SIZE} tmpfs`, { skip }, () 
     } finally {
       db.close();
     }
-    summary.push(`after freeing space: the refused write landed, ${intact} versions intact byte for byte, integrity_check ok`, `${lockOps} LOCK/UNLOCK requests in all`);
+    summary.push(`after freeing space: the refused write landed, ${intact} versions intact byte for byte, the reserve re-created, integrity_check ok`, `${lockOps} LOCK/UNLOCK requests in all`);
   });
 });

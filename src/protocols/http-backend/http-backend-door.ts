@@ -1,12 +1,11 @@
 import type { ServerResponse } from 'node:http';
-import type { LockService } from '../../lock/lock-service.js';
+import { readUnlockBody, type LockService } from '../../lock/lock-service.js';
 import { StatelockError } from '../../server/errors.js';
 import { errorBody, send, sendJson } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
 import { parseDuration } from '../../shared/duration.js';
-import { isZeroValuedLockInfo, parseLockInfo } from '../../lock/lock-info.js';
 
 /**
  * Terraform's and OpenTofu's `backend "http"`: `/state/<key>` answers GET, POST/PUT (write, `?ID=`),
@@ -67,17 +66,23 @@ export class HttpBackendDoor {
     ctx.authorize('lock', key);
     const body = await ctx.body();
     const waitMs = waitParam(ctx.query.get('wait'));
-    const abort = new AbortController();
-    ctx.res.once('close', () => abort.abort());
-    const { lock } = await this.locks.lock(key, body, ctx.client, { sessionId: ctx.query.get('session') || null, waitMs, signal: abort.signal });
+    // Only a LOCK that may wait in line needs to know when its client hangs up.
+    let signal: AbortSignal | undefined;
+    if (waitMs > 0) {
+      const abort = new AbortController();
+      ctx.res.once('close', () => abort.abort());
+      signal = abort.signal;
+    }
+    const { lock } = await this.locks.lock(key, body, ctx.client, { sessionId: ctx.query.get('session') || null, waitMs, ...(signal ? { signal } : {}) });
     send(ctx.res, 200, Buffer.from(lock.raw), 'application/json');
   }
 
   /** A holder's release needs `lock`; Terraform's empty-body and OpenTofu's zero-valued force-unlock need `force-unlock`. */
   private async unlock(ctx: RequestContext, key: string): Promise<void> {
-    const body = await ctx.body();
-    ctx.authorize(isForceUnlockBody(body) ? 'force-unlock' : 'lock', key);
-    const { outcome } = await this.locks.unlockFromBody(key, body, ctx.client);
+    const parsed = readUnlockBody(await ctx.body());
+    // A malformed body needs `lock` to be told so (then INVALID_LOCK_INFO).
+    ctx.authorize('invalid' in parsed || !parsed.request.force ? 'lock' : 'force-unlock', key);
+    const { outcome } = await this.locks.unlockFromBody(key, parsed, ctx.client);
     sendJson(ctx.res, 200, { outcome });
   }
 
@@ -88,15 +93,6 @@ export class HttpBackendDoor {
   static sendError(res: ServerResponse, err: StatelockError): void {
     if (err.holderBody !== undefined) send(res, err.status, Buffer.from(err.holderBody), 'application/json');
     else sendJson(res, err.status, errorBody(err));
-  }
-}
-
-function isForceUnlockBody(body: Buffer): boolean {
-  if (body.toString('utf8').trim() === '') return true;
-  try {
-    return isZeroValuedLockInfo(parseLockInfo(body));
-  } catch {
-    return false; // malformed: unlockFromBody refuses it with the reason
   }
 }
 

@@ -24,6 +24,8 @@ import type {
 } from '../store.js';
 import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { DiskReserve, type DiskReserveOptions } from './disk-reserve.js';
+import { GroupCommit } from './group-commit.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 
 
@@ -35,16 +37,21 @@ const VERSION_COLUMNS =
 
 /**
  * The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so an acknowledged write
- * survives a crash. Each {@link Store.update} is one `BEGIN IMMEDIATE` transaction, which takes the
- * database's write lock before reading the snapshot.
+ * survives a crash. {@link Store.update}s are group-committed (group-commit.ts): those that arrive in the
+ * same event-loop turn run in one `BEGIN IMMEDIATE` transaction — which takes the database's write lock
+ * before any snapshot is read — each in its own savepoint, and share one COMMIT and its fsync. A disk
+ * reserve (disk-reserve.ts) keeps locks working when the disk is full.
  */
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<SqliteStore['prepare']>;
+  private readonly batches: GroupCommit;
+  private readonly reserve: DiskReserve;
   private closed = false;
+  private checkpointSoon = false;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(join(dataDir, 'statelock.db'));
     this.db.pragma('journal_mode = WAL');
@@ -53,6 +60,29 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     migrate(this.db);
     this.stmt = this.prepare();
+    this.reserve = new DiskReserve(dataDir, { bytes: opts.diskReserveBytes ?? 0, ...(opts.onDiskReserve ? { onEvent: opts.onDiskReserve } : {}) });
+    this.batches = new GroupCommit(this.db, {
+      maxOps: GROUP_COMMIT_MAX_OPS,
+      maxBodyBytes: GROUP_COMMIT_MAX_BODY_BYTES,
+      translate: translateDriverError,
+      onDiskFull: (attempt, inTransaction) => this.makeRoom(attempt, inTransaction),
+      // A state body is copied from the WAL into the database file right after its commit was answered,
+      // while the room for it that assertRoomFor checked is still there: so the WAL holds only small
+      // changes when something else fills the disk, and lock traffic keeps reusing it instead of growing it.
+      afterBodies: () => {
+        if (this.checkpointSoon) return;
+        this.checkpointSoon = true;
+        setImmediate(() => {
+          this.checkpointSoon = false;
+          if (this.closed) return;
+          try {
+            this.db.pragma('wal_checkpoint(PASSIVE)');
+          } catch {
+            // best effort: SQLite checkpoints again later by itself
+          }
+        });
+      },
+    });
   }
 
   private prepare() {
@@ -137,27 +167,69 @@ export class SqliteStore implements Store {
     };
   }
 
-  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
-    const run = this.db.transaction((): Decision<T> => {
-      const current = mapVersion(this.stmt.current.get(key) as Row | undefined);
-      const snapshot: KeySnapshot = {
-        key,
-        current,
-        highestSerial: current ? ((this.stmt.highestSerial.get(key, current.lineage) as { s: number | null }).s ?? 0) : 0,
-        probedLockIdReleased: opts.probeLockId ? this.stmt.isReleased.get(key, opts.probeLockId) !== undefined : false,
-        lock: mapLock(this.stmt.lock.get(key) as Row | undefined),
-        versionCount: ((this.stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0,
-      };
-      const decision = decide(snapshot);
-      this.apply(key, client, decision.changes);
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the store is closed'));
+    const done = this.batches.submit((job): Decision<T> => {
+      const snapshot = lazySnapshot(this.stmt, key, opts.probeLockId ?? null);
+      let decision: Decision<T>;
+      try {
+        decision = decide(snapshot.view);
+        // A rule may hand the snapshot itself back as its result: then it must be read whole, here.
+        if ('result' in decision && decision.result === snapshot.view) snapshot.readAll();
+      } finally {
+        snapshot.seal();
+      }
+      job.bodyBytes = bodyBytesOf(decision.changes);
+      if (job.bodyBytes > 0) this.reserve.assertRoomFor(job.bodyBytes);
+      this.apply(key, client, decision.changes, snapshot.lockIdIfRead());
       return decision;
     });
-    const decision = translateDriverErrors(() => run.immediate());
-    if ('error' in decision) throw decision.error;
-    return decision.result;
+    return done.then((decision) => {
+      if ('error' in decision) throw decision.error;
+      return decision.result;
+    });
   }
 
-  private apply(key: string, client: ClientContext, changes: Changes): void {
+  /**
+   * A write without a state body found the disk full. First remedy: a checkpoint — the WAL's frames are
+   * copied into the database file, and the next transaction starts the WAL over from its beginning, in
+   * space it already has (a WAL only grows when it is not checkpointed in time). Then: release the disk
+   * reserve (and checkpoint again, now that there is room for the database file to grow).
+   */
+  private makeRoom(attempt: number, inTransaction: boolean): boolean {
+    const checkpoint = () => {
+      try {
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // no room even for that: the reserve is next
+      }
+    };
+    if (attempt === 0 && !inTransaction) {
+      checkpoint();
+      return true;
+    }
+    const released = this.reserve.release();
+    if (released && !inTransaction) checkpoint();
+    return released;
+  }
+
+  /** COMMITs of {@link update} batches so far: each one WAL append and one fsync, however many updates it held. */
+  get commits(): number {
+    return this.batches.commits;
+  }
+
+  /** Updates committed so far (updates ÷ commits = how many shared each fsync). */
+  get committedUpdates(): number {
+    return this.batches.updates;
+  }
+
+  /** The disk reserve kept for locks (see disk-reserve.ts): body-writing paths call `reserve.assertRoomFor(bytes)`. */
+  get diskReserve(): DiskReserve {
+    return this.reserve;
+  }
+
+  /** `heldLockId`: the lock's ID as the snapshot read it (null: free), when it did — spares reading it again. */
+  private apply(key: string, client: ClientContext, changes: Changes, heldLockId?: string | null): void {
     const now = new Date().toISOString();
     if (changes.newVersion) {
       const v = changes.newVersion;
@@ -167,7 +239,7 @@ export class SqliteStore implements Store {
     if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
     const lock = changes.lock;
     if (lock && ('set' in lock || 'clear' in lock)) {
-      const held = (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
+      const held = heldLockId !== undefined ? (heldLockId ?? undefined) : (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
       const next = 'set' in lock ? lock.set.id : null;
       if (held !== undefined && held !== next) this.stmt.recordReleased.run(key, held, now);
     }
@@ -464,26 +536,109 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.batches.drain(); // updates already queued commit (or fail) before the connection goes
     this.closed = true;
+    this.reserve.close();
     this.db.close();
   }
 }
 
 /**
  * Driver errors become domain errors here, once: a database that stays busy or locked past
- * busy_timeout, or a full disk, is a 503 the client may retry; anything else is a bug and stays as is.
+ * busy_timeout, or an I/O error, is a 503 the client may retry; a full disk is 507; anything else is a
+ * bug and stays as is.
  */
 function translateDriverErrors<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && /^SQLITE_FULL/.test(code)) throw new StatelockError('STORE_FULL', { reason: code });
-    if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|IOERR)/.test(code)) {
-      throw new StatelockError('STORE_UNAVAILABLE', { reason: code });
-    }
-    throw err;
+    throw translateDriverError(err);
   }
+}
+
+function translateDriverError(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^SQLITE_FULL/.test(code)) return new StatelockError('STORE_FULL', { reason: code });
+  if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|IOERR)/.test(code)) return new StatelockError('STORE_UNAVAILABLE', { reason: code });
+  return err;
+}
+
+/** Updates in one group commit at most, and the state-body bytes after which a batch takes no more. */
+const GROUP_COMMIT_MAX_OPS = 1000;
+const GROUP_COMMIT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+export interface SqliteStoreOptions {
+  /**
+   * Disk space kept for lock traffic (see disk-reserve.ts): 'auto' (the server's default) is 1/8 of the
+   * file system, at most 64 MiB; 0 or absent (tools, tests) keeps none.
+   */
+  diskReserveBytes?: number | 'auto';
+  /** Told when the disk reserve is released for lock traffic, restored, or cannot be created. */
+  onDiskReserve?: DiskReserveOptions['onEvent'];
+}
+
+/**
+ * Bytes of state body the changes write: a version's or a fenced write's body — or, for a body stored
+ * as chunks beforehand, at least 1, so that it counts as a state write (refused on a full disk).
+ */
+function bodyBytesOf(changes: Changes): number {
+  let n = 0;
+  for (const b of [changes.newVersion, changes.rejectedWrite]) {
+    if (!b) continue;
+    if ('body' in b && Buffer.isBuffer(b.body)) n += b.body.length;
+    if ('chunks' in b && Array.isArray(b.chunks)) n += 1;
+  }
+  return n;
+}
+
+/**
+ * The snapshot a rule sees, read lazily: a LOCK's rule reads only the lock, so the version queries are
+ * never run for it. Each field is read at most once, inside the update's transaction; `seal()` (called
+ * when the rule returns) makes a first read after that fail loudly instead of reading outside the
+ * transaction (`readAll()` first when the snapshot itself leaves the transaction as a result).
+ */
+function lazySnapshot(
+  stmt: ReturnType<SqliteStore['prepare']>,
+  key: string,
+  probeLockId: string | null,
+): { view: KeySnapshot; readAll: () => void; seal: () => void; lockIdIfRead: () => string | null | undefined } {
+  let sealed = false;
+  const memo = new Map<string, unknown>();
+  const once = <V>(field: string, read: () => V): V => {
+    if (memo.has(field)) return memo.get(field) as V;
+    if (sealed) throw new Error(`KeySnapshot.${field} read after its transaction ended`);
+    const value = read();
+    memo.set(field, value);
+    return value;
+  };
+  const current = () => once('current', () => mapVersion(stmt.current.get(key) as Row | undefined));
+  const view: KeySnapshot = {
+    key,
+    get current() {
+      return current();
+    },
+    get highestSerial() {
+      return once('highestSerial', () => {
+        const c = current();
+        return c ? ((stmt.highestSerial.get(key, c.lineage) as { s: number | null }).s ?? 0) : 0;
+      });
+    },
+    get probedLockIdReleased() {
+      return once('probedLockIdReleased', () => (probeLockId ? stmt.isReleased.get(key, probeLockId) !== undefined : false));
+    },
+    get lock() {
+      return once('lock', () => mapLock(stmt.lock.get(key) as Row | undefined));
+    },
+    get versionCount() {
+      return once('versionCount', () => ((stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0);
+    },
+  };
+  return {
+    view,
+    readAll: () => void [view.current, view.highestSerial, view.probedLockIdReleased, view.lock, view.versionCount],
+    seal: () => (sealed = true),
+    lockIdIfRead: () => (memo.has('lock') ? ((memo.get('lock') as LockRecord | null)?.id ?? null) : undefined),
+  };
 }
 
 function migrate(db: Database.Database): void {
