@@ -314,6 +314,12 @@ export interface Store {
    */
   putChunks(chunks: StoredChunk[]): Promise<void>;
   /**
+   * Which of these ids are already stored — each one returned is restamped exactly as putChunks would
+   * restamp it, so it is as safe from the sweep as a chunk just put. The ingest asks before compressing a
+   * batch and puts only the others: an unchanged chunk costs a hash and an index lookup, not a deflate.
+   */
+  presentChunks(ids: readonly string[]): Promise<Set<string>>;
+  /**
    * The chunks with these ids, in the order asked (an id asked twice comes back twice).
    * @throws StatelockError CHUNK_MISSING when any id is not stored: never skipped silently.
    */
