@@ -70,12 +70,12 @@ export class BodyReader {
         await next?.catch(() => undefined);
         throw err;
       }
-      for (const plain of plains) {
-        const from = Math.max(0, start - at);
-        const to = Math.min(plain.length, end - at);
-        if (to > from) yield from === 0 && to === plain.length ? plain : plain.subarray(from, to);
-        at += plain.length;
-      }
+      // One buffer per batch: a socket write per ~1 MiB rather than per ~8 KiB chunk.
+      const joined = plains.length === 1 ? plains[0]! : Buffer.concat(plains);
+      const from = Math.max(0, start - at);
+      const to = Math.min(joined.length, end - at);
+      if (to > from) yield from === 0 && to === joined.length ? joined : joined.subarray(from, to);
+      at += joined.length;
     }
   }
 
@@ -95,7 +95,7 @@ export class BodyReader {
       const refs = (this.content as { chunks: ChunkRef[] }).chunks.slice(from, to);
       try {
         const chunks = await this.store.getChunks(refs.map((r) => r.id));
-        return await Promise.all(chunks.map((c) => decodeChunk(c)));
+        return chunks.map((c) => decodeChunk(c));
       } catch (err) {
         if (!(err instanceof StatelockError && err.code === 'CHUNK_MISSING') || !this.reload || attempt >= RELOADS) throw err;
         const again = await this.reload();
