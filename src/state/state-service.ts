@@ -1,7 +1,7 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import type { BodyContent, Decision, KeySnapshot, RejectedWrite, Store, VersionMeta } from '../store/store.js';
-import { StateHeaderReader } from './state-header-reader-shim.js';
+import { StateHeaderReader } from './state-file.js';
 import { BodyReader } from '../store/content/body-reader.js';
 import { ingest } from '../store/content/ingest.js';
 import { decideDelete, decideWrite } from './write-rules.js';
