@@ -9,7 +9,10 @@ import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { INGEST_BATCH_BYTES } from '../src/store/content/ingest.js';
 import { StateTemplate, versionSeries } from '../bench/lib/state-gen.js';
 import { rawRequest } from './support/http.js';
-import { s3Client, startAwsServer } from './support/aws.js';
+import { REGION, s3Client, serverRequest, startAwsServer, TEST_KEY, type AwsServer } from './support/aws.js';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '@smithy/core/checksum';
+import { crc32 } from '../src/protocols/aws/checksums.js';
 import { startServer, tempDir, type RunningServer } from './support/server-process.js';
 
 /**
@@ -158,4 +161,44 @@ describe('chunked bodies through S3', () => {
     const whole = await s3.send(new GetObjectCommand({ Bucket: 'ranges', Key: 'big.tfstate' }));
     assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(body));
   });
+
+  test('PutObject streams a state body into the store; a wrong payload hash or checksum found at its end is a 400 and stores nothing', async () => {
+    const server = await startAwsServer();
+    running.push(server);
+    await s3Client(server).send(new CreateBucketCommand({ Bucket: 'streamed' }));
+    const body = StateTemplate.ofSize(3 * INGEST_BATCH_BYTES).body(1);
+    const sha = createHash('sha256').update(body).digest('hex');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    const put = (headers: Record<string, string>, key = 'app/terraform.tfstate') => signedPut(server, `/streamed/${key}`, body, headers);
+
+    const badHash = await put({ 'x-amz-content-sha256': sha.replace(/^./, sha[0] === '0' ? '1' : '0') });
+    assert.equal(badHash.status, 400);
+    assert.match(badHash.body.toString(), /<Code>XAmzContentSHA256Mismatch<\/Code>/);
+    const badCrc = await put({ 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'x-amz-checksum-crc32': 'AAAAAA==' });
+    assert.equal(badCrc.status, 400);
+    assert.match(badCrc.body.toString(), /<Code>BadDigest<\/Code>/);
+    const badMd5 = await put({ 'x-amz-content-sha256': sha, 'content-md5': md5('not the body') });
+    assert.equal(badMd5.status, 400);
+    assert.match(badMd5.body.toString(), /<Code>BadDigest<\/Code>/);
+    const malformed = await put({ 'x-amz-content-sha256': sha, 'x-amz-checksum-crc32': 'not base64' });
+    assert.equal(malformed.status, 400);
+    assert.match(malformed.body.toString(), /<Code>InvalidDigest<\/Code>/);
+    assert.equal((await rawRequest(`${server.url}/state/streamed/app/terraform.tfstate`)).status, 404, 'nothing was stored');
+    assert.ok(chunkCount(server.dataDir).n > 100, 'the refused bodies streamed into chunks (left for the sweep)');
+
+    const ok = await put({ 'x-amz-content-sha256': sha, 'x-amz-checksum-crc32': crc.toString('base64'), 'content-md5': md5(body) });
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.equal(ok.headers.etag, `"${createHash('md5').update(body).digest('hex')}"`);
+    assert.equal(ok.headers['x-amz-checksum-crc32'], crc.toString('base64'));
+    assert.ok((await rawRequest(`${server.url}/state/streamed/app/terraform.tfstate`)).body.equals(body));
+  });
 });
+
+/** A PutObject signed as the SDKs sign it (the given x-amz-content-sha256 is what the signature covers). */
+async function signedPut(server: AwsServer, path: string, body: Buffer, headers: Record<string, string>) {
+  const url = new URL(server.url);
+  const signer = new SignatureV4({ service: 's3', region: REGION, credentials: TEST_KEY, sha256: Sha256, uriEscapePath: false });
+  const signed = await signer.sign({ method: 'PUT', protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path, headers: { host: url.host, ...headers }, body });
+  return serverRequest(server, 'PUT', path, body, signed.headers as Record<string, string>);
+}
