@@ -12,7 +12,7 @@ import { header, httpDate, md5HexOfBase64, quotedEtag, sendS3 } from './s3-respo
 /** What GetObject/HeadObject serve: the bytes (streamed, whole or a range) and what S3 says about them. */
 interface Served {
   size: number;
-  stream(range?: ByteRange): AsyncIterable<Buffer>;
+  stream(range?: ByteRange): AsyncIterable<Buffer | Buffer[]>;
   etag: string;
   lastModified: string;
   versionId: string | null;
@@ -66,7 +66,7 @@ async function readStateObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAdd
     if (!found) throw new StatelockError('S3_NO_SUCH_KEY', { key: addr.objectKey });
   }
   const { meta, body } = found;
-  return { size: meta.size, stream: (range) => body.stream(range), etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
+  return { size: meta.size, stream: (range) => body.batches(range), etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
 }
 
 async function readLockObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<Served> {
