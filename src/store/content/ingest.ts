@@ -47,7 +47,6 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
     if (inFlight) await inFlight;
     inFlight = storeBatch(store, named);
     inFlight.catch(() => undefined); // observed below, when it is awaited; never an unhandled rejection
-
   };
 
   try {
