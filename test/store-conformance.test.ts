@@ -4,7 +4,10 @@ import { after, describe, test } from 'node:test';
 import type { ClientContext } from '../src/audit/audit-entry.js';
 import { StatelockError } from '../src/server/errors.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import type { LockRecord, NewVersion, Store } from '../src/store/store.js';
+import type { BodyContent, ChunkRef, LockRecord, NewVersion, Store, StoredChunk } from '../src/store/store.js';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inflateRawSync } from 'node:zlib';
 import { tempDir } from './support/server-process.js';
 import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { PG_SKIP_REASON, pgAvailable, psql, startPostgres, type PgCluster } from './support/postgres.js';
@@ -28,8 +31,20 @@ const postgresFor = (dir: string): Promise<string> => {
   }
   return db;
 };
-const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store>; skip: string | false }> = [
-  { name: 'sqlite', open: async (dir) => new SqliteStore(dir), skip: false },
+/** The SQLite fixture made by the code before bodies were chunked (test/fixtures/legacy-sqlite-v4/README.md). */
+const LEGACY_SQLITE = new URL('../../test/fixtures/legacy-sqlite-v4/statelock.db', import.meta.url);
+
+const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store>; skip: string | false; openLegacy?: () => Promise<Store> }> = [
+  {
+    name: 'sqlite',
+    open: async (dir) => new SqliteStore(dir),
+    skip: false,
+    openLegacy: async () => {
+      const dir = tempDir();
+      copyFileSync(LEGACY_SQLITE, join(dir, 'statelock.db'));
+      return new SqliteStore(dir);
+    },
+  },
   { name: 'postgres', open: async (dir) => PostgresStore.open(await postgresFor(dir)), skip: pgAvailable() ? false : PG_SKIP_REASON },
 ];
 after(async () => {
@@ -38,9 +53,32 @@ after(async () => {
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'test', principal: null };
 
-function version(seq: number, serial: number, lineage = 'L', body = `{"serial":${serial},"lineage":"${lineage}"}`): NewVersion {
-  const b = Buffer.from(body);
-  return { seq, serial, lineage, md5: `md5-${seq}`, sha256: `sha-${seq}-${body.length}`, size: b.length, encrypted: false, createdAt: new Date().toISOString(), lockId: null, operation: null, clientAddr: client.addr, forced: null, body: b };
+/**
+ * Stores `body` as chunks of `piece` bytes (how chunks are cut is the content layer's business, not the
+ * engine's) and returns its manifest.
+ */
+async function storeBody(store: Store, body: Buffer | string, piece = 4096): Promise<ChunkRef[]> {
+  const bytes = Buffer.from(body);
+  const chunks: StoredChunk[] = [];
+  for (let at = 0; at < bytes.length; at += piece) {
+    const p = bytes.subarray(at, at + piece);
+    chunks.push({ id: store.chunkId(p), size: p.length, codec: 'raw', data: Buffer.from(p) });
+  }
+  await store.putChunks(chunks);
+  return chunks.map(({ id, size }) => ({ id, size }));
+}
+
+/** The bytes of a read's content: its chunks fetched and decoded in order, or a legacy row's whole body. */
+async function bytesOf(store: Store, content: BodyContent | undefined): Promise<Buffer | undefined> {
+  if (!content) return undefined;
+  if (content.kind === 'whole') return content.body;
+  const chunks = await store.getChunks(content.chunks.map((c) => c.id));
+  chunks.forEach((c, i) => assert.deepEqual([c.id, c.size], [content.chunks[i]!.id, content.chunks[i]!.size]));
+  return Buffer.concat(chunks.map((c) => (c.codec === 'deflate' ? inflateRawSync(c.data) : c.data)));
+}
+
+function version(seq: number, serial: number, chunks: ChunkRef[], size: number, lineage = 'L'): NewVersion {
+  return { seq, serial, lineage, md5: `md5-${seq}`, sha256: `sha-${seq}-${size}`, size, encrypted: false, createdAt: new Date().toISOString(), lockId: null, operation: null, clientAddr: client.addr, forced: null, chunks };
 }
 
 function lockRecord(key: string, id: string): LockRecord {
@@ -49,9 +87,13 @@ function lockRecord(key: string, id: string): LockRecord {
 }
 
 /** Appends the next version of `key` through update, as the state service does. */
-async function put(store: Store, key: string, serial: number, body?: string) {
-  return store.update(key, client, (snap) => ({ result: snap.versionCount + 1, changes: { newVersion: version(snap.versionCount + 1, serial, 'L', body) } }));
+async function put(store: Store, key: string, serial: number, body = `{"serial":${serial},"lineage":"L"}`, piece?: number) {
+  const chunks = await storeBody(store, body, piece);
+  return store.update(key, client, (snap) => ({ result: snap.versionCount + 1, changes: { newVersion: version(snap.versionCount + 1, serial, chunks, Buffer.byteLength(body)) } }));
 }
+
+const readBytes = async (store: Store, key: string, which?: { seq: number } | { serial: number }) =>
+  bytesOf(store, (which ? await store.readVersion(key, which) : await store.readCurrent(key))?.content);
 
 for (const engine of ENGINES) {
   describe(`store contract: ${engine.name}`, { skip: engine.skip }, () => {
@@ -73,7 +115,7 @@ for (const engine of ENGINES) {
       await put(store, 'k', 1, odd);
       await put(store, 'k', 2);
       await put(store, 'k', 2, '{"serial":2,"lineage":"L","again":true}');
-      assert.equal((await store.readVersion('k', { seq: 1 }))?.body.toString(), odd);
+      assert.equal((await readBytes(store, 'k', { seq: 1 }))?.toString(), odd);
       assert.equal((await store.readVersion('k', { serial: 2 }))?.meta.seq, 3, 'the newest version with that serial');
       assert.equal((await store.readCurrent('k'))?.meta.seq, 3);
       assert.equal(await store.readVersion('k', { seq: 9 }), null);
@@ -183,27 +225,150 @@ for (const engine of ENGINES) {
       await store.close();
     });
 
-    test('rewriteBodies: every version body (and part) passes through the transform; null leaves it; metadata stays', async () => {
+    test('rewriteBodies: chunks pass through transformChunk, parts through transform; null leaves it; metadata stays', async () => {
       const store = await engine.open(tempDir());
       await put(store, 'rw/a', 1);
-      await put(store, 'rw/a', 2, `{"serial":2,"lineage":"L","pad":"${'p'.repeat(5 * 1024 * 1024)}"}`);
+      await put(store, 'rw/a', 2, `{"serial":2,"lineage":"L","pad":"${'a'.repeat(5000)}${'b'.repeat(5000)}"}`); // three distinct chunks
       await store.createUpload({ id: 'U', key: 'rw/a', contentType: 'application/json', createdAt: new Date().toISOString(), clientAddr: client.addr });
       await store.putPart('U', 1, Buffer.from('part'), 'm');
       const ring = new Keyring([{ id: 'k', key: Buffer.alloc(32, 7) }]);
-      const seen: number[] = [];
-      // Seal the small bodies (as rekey does), leave the large one.
-      const result = await store.rewriteBodies((body) => {
-        seen.push(body.length);
-        return body.length < 100 ? ring.seal(body) : null;
-      });
-      assert.deepEqual(result, { scanned: 3, rewritten: 2 });
-      assert.equal(seen.length, 3);
-      const v1 = await store.readVersion('rw/a', { seq: 1 });
-      assert.equal(keyIdOf(v1!.body), 'k');
-      assert.equal(ring.open(v1!.body).toString(), '{"serial":1,"lineage":"L"}');
+      const seenChunks: number[] = [];
+      const seenWhole: string[] = [];
+      // Seal the small chunk (as rekey does) and the part, leave the large chunks.
+      const result = await store.rewriteBodies(
+        (body) => (seenWhole.push(body.toString()), ring.seal(body)),
+        undefined,
+        (chunk) => (seenChunks.push(chunk.size), chunk.size < 100 ? { ...chunk, data: ring.seal(chunk.data) } : null),
+      );
+      assert.deepEqual(seenWhole, ['part'], 'chunked versions are not offered as whole bodies');
+      assert.deepEqual(seenChunks.sort((a, b) => a - b), [26, 1843, 4096, 4096]);
+      assert.deepEqual(result, { scanned: 5, rewritten: 2 });
+      const v1 = (await store.readVersion('rw/a', { seq: 1 }))!;
+      assert.equal(v1.content.kind, 'chunks');
+      const [sealed] = await store.getChunks(v1.content.kind === 'chunks' ? v1.content.chunks.map((c) => c.id) : []);
+      assert.equal(keyIdOf(sealed!.data), 'k');
+      assert.equal(ring.open(sealed!.data).toString(), '{"serial":1,"lineage":"L"}');
       assert.equal(ring.open((await store.readPart('U', 1))!).toString(), 'part');
-      const v2 = await store.readVersion('rw/a', { seq: 2 });
-      assert.equal(v2?.body.length, v2?.meta.size, 'an untouched large body reads back whole');
+      const v2 = (await store.readVersion('rw/a', { seq: 2 }))!;
+      assert.equal((await bytesOf(store, v2.content))?.length, v2.meta.size, 'untouched chunks read back whole');
+      await store.close();
+    });
+
+    test('rewriteBodies: a chunk returned under a new id is re-filed: references move, the old id is gone, an id already stored is kept', async () => {
+      const store = await engine.open(tempDir());
+      const plain = Buffer.from('{"serial":1,"lineage":"L"}');
+      // Two ids for one plaintext, as after encryption was turned on: the old scheme's and the new one's.
+      await store.putChunks([
+        { id: `old.${store.chunkId(plain)}`, size: plain.length, codec: 'raw', data: plain },
+        { id: `new.${store.chunkId(plain)}`, size: plain.length, codec: 'raw', data: plain },
+        { id: 'old.other', size: 5, codec: 'raw', data: Buffer.from('other') },
+      ]);
+      const ref = (prefix: string) => [{ id: `${prefix}.${store.chunkId(plain)}`, size: plain.length }];
+      await store.update('rf/a', client, () => ({ result: null, changes: { newVersion: version(1, 1, ref('old'), plain.length) } }));
+      await store.update('rf/a', client, () => ({ result: null, changes: { newVersion: version(2, 2, [...ref('new'), { id: 'old.other', size: 5 }], plain.length + 5) } }));
+      await store.update('rf/a', client, () => ({ result: null, changes: { rejectedWrite: { lockId: 'X', serial: 3, lineage: 'L', size: 5, sha256: 's', reason: 'fenced', clientAddr: 'a', chunks: [{ id: 'old.other', size: 5 }] } } }));
+      assert.equal((await store.chunkStats()).chunks, 3);
+      const result = await store.rewriteBodies(() => null, undefined, (c) => (c.id.startsWith('old.') ? { ...c, id: `new.${c.id.slice(4)}` } : null));
+      assert.deepEqual(result, { scanned: 3, rewritten: 2 });
+      const ids = async (seq: number) => {
+        const c = (await store.readVersion('rf/a', { seq }))!.content;
+        return c.kind === 'chunks' ? c.chunks.map((x) => x.id) : [];
+      };
+      assert.deepEqual(await ids(1), [`new.${store.chunkId(plain)}`], 'moved to the id that was already stored');
+      assert.deepEqual(await ids(2), [`new.${store.chunkId(plain)}`, 'new.other']);
+      const rejected = (await store.readRejected('rf/a', 1))!.content;
+      assert.deepEqual(rejected.kind === 'chunks' ? rejected.chunks : null, [{ id: 'new.other', size: 5 }]);
+      assert.equal((await bytesOf(store, (await store.readVersion('rf/a', { seq: 2 }))!.content))?.toString(), `${plain.toString()}other`);
+      assert.equal((await store.chunkStats()).chunks, 2, 'the duplicate is gone');
+      await assert.rejects(store.getChunks([`old.${store.chunkId(plain)}`]), (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING');
+      assert.equal(await store.sweepChunks(new Date(Date.now() + 60_000).toISOString()), 0, 'nothing left unreferenced');
+      await store.close();
+    });
+
+    test('chunks: two versions sharing content store the shared chunks once; getChunks keeps order and duplicates', async () => {
+      const store = await engine.open(tempDir());
+      const block = (c: string) => c.repeat(4096);
+      const first = `${block('a')}${block('b')}${block('c')}`;
+      await put(store, 'dd/a', 1, first);
+      await put(store, 'dd/b', 1, first); // another key, same content
+      await put(store, 'dd/a', 2, `${block('a')}${block('x')}${block('c')}`); // one chunk changed
+      const stats = await store.chunkStats();
+      assert.equal(stats.chunks, 4, 'a, b, c once each, plus x');
+      assert.equal(stats.storedBytes, 4 * 4096);
+      assert.equal((await readBytes(store, 'dd/a'))?.toString(), `${block('a')}${block('x')}${block('c')}`);
+      assert.equal((await readBytes(store, 'dd/b'))?.toString(), first);
+      const [a, c] = [Buffer.from(block('a')), Buffer.from(block('c'))].map((b) => store.chunkId(b));
+      const got = await store.getChunks([c!, a!, c!]);
+      assert.deepEqual(got.map((g) => [g.id, g.size, g.codec, g.data.subarray(0, 1).toString()]), [[c, 4096, 'raw', 'c'], [a, 4096, 'raw', 'a'], [c, 4096, 'raw', 'c']]);
+      assert.deepEqual(await store.getChunks([]), []);
+      assert.deepEqual(await store.presentChunks([a!, 'f'.repeat(64), c!]), new Set([a, c]));
+      assert.deepEqual(await store.presentChunks([]), new Set());
+      // Stored again: left alone (the data of an id already present is never replaced).
+      await store.putChunks([{ id: a!, size: 4096, codec: 'deflate', data: Buffer.from('not it') }]);
+      assert.deepEqual((await store.getChunks([a!]))[0]!.data, Buffer.from(block('a')));
+      await store.close();
+    });
+
+    test('chunks: a missing id is CHUNK_MISSING, for getChunks and for a version naming it (nothing committed)', async () => {
+      const store = await engine.open(tempDir());
+      const chunks = await storeBody(store, 'present');
+      await assert.rejects(store.getChunks([chunks[0]!.id, 'f'.repeat(64)]), (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING');
+      await assert.rejects(
+        store.update('miss/a', client, () => ({ result: null, changes: { newVersion: version(1, 1, [...chunks, { id: 'e'.repeat(64), size: 3 }], 10), audit: [{ action: 'state.write', key: 'miss/a', lockId: null, outcome: 'ok', detail: {} }] } })),
+        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING',
+      );
+      assert.equal(await store.readCurrent('miss/a'), null);
+      assert.equal((await store.listAudit({ key: 'miss/a', limit: 10 })).items.length, 0, 'the whole transaction rolled back');
+      await assert.rejects(
+        store.update('miss/a', client, () => ({ result: null, changes: { rejectedWrite: { lockId: 'X', serial: 1, lineage: 'L', size: 3, sha256: 's', reason: 'fenced', clientAddr: 'a', chunks: [{ id: 'e'.repeat(64), size: 3 }] } } })),
+        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING',
+      );
+      assert.equal((await store.listRejected('miss/a', { limit: 10 })).items.length, 0);
+      await store.close();
+    });
+
+    test('chunks: the sweep takes unreferenced chunks stamped before the cut-off, and keeps referenced and recent ones', async () => {
+      const store = await engine.open(tempDir());
+      await put(store, 'sw/a', 1, `{"serial":1,"lineage":"L","v":"${'1'.repeat(5000)}"}`);
+      const fenced = await storeBody(store, 'fenced work');
+      await store.update('sw/a', client, () => ({ result: null, changes: { rejectedWrite: { lockId: 'X', serial: 9, lineage: 'L', size: 11, sha256: 's', reason: 'fenced', clientAddr: 'a', chunks: fenced } } }));
+      const orphans = await storeBody(store, `an abandoned write ${'z'.repeat(6000)}`); // two chunks nobody names
+      const before = await store.chunkStats();
+      assert.equal(before.chunks, 2 + 1 + 2);
+      const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+      assert.equal(await store.sweepChunks(hourAgo), 0, 'recent orphans are kept: they may belong to a write in flight');
+      assert.equal(await store.sweepChunks(new Date(Date.now() + 60_000).toISOString()), 2);
+      assert.equal((await store.chunkStats()).chunks, 3);
+      await assert.rejects(store.getChunks([orphans[0]!.id]), (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING');
+      assert.equal((await readBytes(store, 'sw/a'))?.length, (await store.readCurrent('sw/a'))!.meta.size, 'referenced chunks stay');
+      assert.equal((await bytesOf(store, (await store.readRejected('sw/a', 1))!.content))?.toString(), 'fenced work');
+      // A soft-deleted key's versions still name their chunks.
+      await store.update('sw/a', client, () => ({ result: null, changes: { deleteState: true } }));
+      assert.equal(await store.sweepChunks(new Date(Date.now() + 60_000).toISOString()), 0);
+      await store.close();
+    });
+
+    test('legacy rows written before chunking still read whole, beside new chunked versions', { skip: engine.openLegacy ? false : 'no fixture of the pre-chunking schema for this engine yet' }, async () => {
+      const store = await engine.openLegacy!();
+      const key = 'legacy/app/terraform.tfstate';
+      const v1 = (await store.readVersion(key, { seq: 1 }))!;
+      assert.equal(v1.content.kind, 'whole');
+      assert.match((await bytesOf(store, v1.content))!.toString(), /"serial": 1,[\s\S]*"id": "first"/);
+      assert.equal((await bytesOf(store, v1.content))!.length, v1.meta.size);
+      const current = (await store.readCurrent(key))!;
+      assert.deepEqual([current.meta.seq, current.meta.serial], [2, 2]);
+      assert.match((await bytesOf(store, current.content))!.toString(), /"id": "second"/);
+      const rejected = (await store.readRejected(key, 1))!;
+      assert.equal(rejected.content.kind, 'whole');
+      assert.match((await bytesOf(store, rejected.content))!.toString(), /"id": "fenced"/);
+      assert.equal(await put(store, key, 3), 3, 'a new version continues the numbering, stored as chunks');
+      assert.equal((await store.readCurrent(key))!.content.kind, 'chunks');
+      assert.equal((await readBytes(store, key))?.toString(), '{"serial":3,"lineage":"L"}');
+      // rekey offers legacy bodies whole, and chunks as chunks.
+      const whole: number[] = [];
+      const chunked: number[] = [];
+      await store.rewriteBodies((b) => (whole.push(b.length), null), undefined, (c) => (chunked.push(c.size), null));
+      assert.deepEqual([whole.length, chunked.length], [3, 1]);
       await store.close();
     });
 
@@ -312,13 +477,16 @@ for (const engine of ENGINES) {
     test('rejected writes are kept with their bodies, listed per key', async () => {
       const store = await engine.open(tempDir());
       const body = Buffer.from('{"serial":9,"lineage":"L","lost":"work"}');
+      const chunks = await storeBody(store, body, 16);
       await store.update('k', client, () => ({
         result: null,
-        changes: { rejectedWrite: { lockId: 'OLD', serial: 9, lineage: 'L', size: body.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', body } },
+        changes: { rejectedWrite: { lockId: 'OLD', serial: 9, lineage: 'L', size: body.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', chunks } },
       }));
       const page = await store.listRejected('k', { limit: 10 });
       assert.deepEqual(page.items.map((r) => [r.lockId, r.serial, r.reason]), [['OLD', 9, 'fenced']]);
-      assert.deepEqual((await store.readRejected('k', page.items[0]!.id))?.body, body);
+      const found = await store.readRejected('k', page.items[0]!.id);
+      assert.deepEqual(found?.content, { kind: 'chunks', chunks });
+      assert.deepEqual(await bytesOf(store, found?.content), body);
       assert.equal(await store.readRejected('other', page.items[0]!.id), null);
       await store.close();
     });
@@ -336,60 +504,81 @@ for (const engine of ENGINES) {
       await s2.close();
     });
 
-    test('rewriteBodies: fenced writes and AWS secrets too (secrets only through transformSecret); other rows untouched', async () => {
+    test('rewriteBodies: fenced writes\' chunks and AWS secrets too (secrets only through transformSecret); other rows untouched', async () => {
       const store = await engine.open(tempDir());
       await put(store, 'rw/f', 1);
       const lost = Buffer.from('{"serial":2,"lineage":"L","lost":"work"}');
+      const chunks = await storeBody(store, lost);
       await store.update('rw/f', client, () => ({
         result: null,
-        changes: { rejectedWrite: { lockId: 'OLD', serial: 2, lineage: 'L', size: lost.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', body: lost } },
+        changes: { rejectedWrite: { lockId: 'OLD', serial: 2, lineage: 'L', size: lost.length, sha256: 'x', reason: 'fenced', clientAddr: 'a', chunks } },
       }));
       const principal = { id: 'p1', name: 'ci', tokenHash: 'h', grants: ['*:read'], awsAccessKeyId: 'AKIA1', awsSecret: 'SECRET-1', createdAt: new Date().toISOString(), revokedAt: null };
       assert.equal(await store.createPrincipal(principal, { action: 'token.create', key: '*', lockId: null, outcome: 'ok', detail: {} }, client), true);
       await store.createPrincipal({ ...principal, id: 'p2', name: 'no-aws', awsAccessKeyId: null, awsSecret: null }, { action: 'token.create', key: '*', lockId: null, outcome: 'ok', detail: {} }, client);
-      const tag = (body: Buffer) => (body[0] === 0x58 ? null : Buffer.concat([Buffer.from('X'), body]));
-      assert.deepEqual(await store.rewriteBodies(tag), { scanned: 2, rewritten: 2 }, 'one version, one fenced write; no secret without transformSecret');
+      const tag = (c: StoredChunk) => (c.data[0] === 0x58 ? null : { ...c, data: Buffer.concat([Buffer.from('X'), c.data]) });
+      assert.deepEqual(await store.rewriteBodies(() => null, undefined, tag), { scanned: 2, rewritten: 2 }, 'one version chunk, one fenced-write chunk; no secret without transformSecret');
       assert.equal((await store.getPrincipal('p1'))?.awsSecret, 'SECRET-1');
-      assert.deepEqual(await store.rewriteBodies(tag, (s) => (s.startsWith('Y') ? null : `Y${s}`)), { scanned: 3, rewritten: 1 }, 'bodies already done; one secret (a principal without one is not offered)');
-      assert.equal((await store.readRejected('rw/f', 1))?.body.toString(), `X${lost.toString()}`);
-      assert.equal((await store.readRejected('rw/f', 1))?.meta.size, lost.length, 'metadata (plaintext size) stays');
+      assert.deepEqual(await store.rewriteBodies(() => null, (s) => (s.startsWith('Y') ? null : `Y${s}`), tag), { scanned: 3, rewritten: 1 }, 'chunks already done; one secret (a principal without one is not offered)');
+      const rejected = (await store.readRejected('rw/f', 1))!;
+      assert.equal((await store.getChunks(rejected.content.kind === 'chunks' ? rejected.content.chunks.map((c) => c.id) : []))[0]!.data.toString(), `X${lost.toString()}`);
+      assert.equal(rejected.meta.size, lost.length, 'metadata (plaintext size) stays');
       assert.equal((await store.getPrincipalByAccessKey('AKIA1'))?.awsSecret, 'YSECRET-1');
       assert.equal((await store.getPrincipal('p2'))?.awsSecret, null);
       await store.close();
     });
 
-    test('rewriteBodies: two at once on one database (two rekeys) and reads meanwhile never lose or splice a multi-chunk body', async () => {
+    test('rewriteBodies: two at once on one database (two rekeys) and reads meanwhile never lose or splice a body', async () => {
       const dir = tempDir();
       const a = await engine.open(dir);
       const b = await engine.open(dir);
-      const original = `{"serial":1,"lineage":"L","pad":"${'q'.repeat(9 * 1024 * 1024)}"}`; // three 4 MiB chunks on PostgreSQL
-      await put(a, 'rw/big', 1, original);
-      // As rekey does: seal under the newest key unless already sealed with it (the sealed length differs,
-      // so every chunk boundary moves). The rounds alternate the newest key.
+      let n = 0;
+      const original = `{"serial":1,"lineage":"L","pad":"${Array.from({ length: 150_000 }, () => (n++ * 7919) % 100_003).join(',')}"}`; // ~900 KiB, all chunks distinct
+      await put(a, 'rw/big', 1, original, 16 * 1024);
+      // As rekey does: reseal under the newest key and re-file under an id of the newest key, unless already
+      // done. The rounds alternate the newest key, so every round moves every chunk.
       const k1 = { id: 'k1', key: Buffer.alloc(32, 1) };
       const k2 = { id: 'k2', key: Buffer.alloc(32, 2) };
       const rings = [new Keyring([k2, k1]), new Keyring([k1, k2])];
-      const rekey = (ring: Keyring) => (body: Buffer) => (ring.isCurrent(body) ? null : ring.seal(ring.open(body)));
+      const plainOf = (ring: Keyring, c: StoredChunk) => ring.open(c.data);
+      const rekey = (ring: Keyring) => (c: StoredChunk) => (ring.isCurrent(c.data) ? null : { ...c, id: `${ring.newest!.id}.${a.chunkId(plainOf(ring, c))}`, data: ring.seal(plainOf(ring, c)) });
+      const chunkCount = ((await a.readCurrent('rw/big'))!.content as { chunks: unknown[] }).chunks.length;
       let stop = false;
       const seen = new Set<string>();
+      // A reader that, as the body reader does, reloads the manifest when a chunk was re-filed under it.
+      const readWhole = async (): Promise<string> => {
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const content = (await b.readVersion('rw/big', { seq: 1 }))!.content;
+          try {
+            const chunks = await b.getChunks(content.kind === 'chunks' ? content.chunks.map((c) => c.id) : []);
+            return Buffer.concat(chunks.map((c) => rings[0]!.open(c.data))).toString();
+          } catch (err) {
+            if (!(err instanceof StatelockError && err.code === 'CHUNK_MISSING')) throw err;
+          }
+        }
+        throw new Error('five manifests in a row named a missing chunk');
+      };
       const reader = (async () => {
         while (!stop) {
           try {
-            const body = rings[0]!.open((await b.readVersion('rw/big', { seq: 1 }))!.body);
-            seen.add(body.toString() === original ? 'whole' : `spliced (${body.length} bytes)`);
+            const body = await readWhole();
+            seen.add(body === original ? 'whole' : `spliced (${body.length} bytes)`);
           } catch (err) {
             seen.add(`failed: ${(err as Error).message}`);
           }
+          await new Promise((r) => setImmediate(r));
         }
       })();
       try {
         for (let round = 0; round < 4; round++) {
           const ring = rings[round % 2]!;
-          const results = await Promise.all([a.rewriteBodies(rekey(ring)), b.rewriteBodies(rekey(ring))]);
-          assert.equal(results[0].rewritten + results[1].rewritten, 1, 'exactly one of the two rewrote it; the other saw its result');
-          const stored = (await a.readVersion('rw/big', { seq: 1 }))!.body;
-          assert.equal(keyIdOf(stored), ring.newest!.id);
-          assert.equal(ring.open(stored).toString(), original);
+          const results = await Promise.all([a.rewriteBodies(() => null, undefined, rekey(ring)), b.rewriteBodies(() => null, undefined, rekey(ring))]);
+          assert.equal(results[0].rewritten + results[1].rewritten, chunkCount, 'each chunk rewritten once; the other rewrite saw its result');
+          const content = (await a.readVersion('rw/big', { seq: 1 }))!.content;
+          const stored = await a.getChunks(content.kind === 'chunks' ? content.chunks.map((c) => c.id) : []);
+          assert.ok(stored.every((c) => keyIdOf(c.data) === ring.newest!.id && c.id.startsWith(`${ring.newest!.id}.`)));
+          assert.equal(Buffer.concat(stored.map((c) => ring.open(c.data))).toString(), original);
+          assert.equal((await a.chunkStats()).chunks, chunkCount, 'no chunk left behind under an old id');
         }
       } finally {
         stop = true;

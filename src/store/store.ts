@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { AuditAction, AuditEntry, ClientContext, NewAuditEntry } from '../audit/audit-entry.js';
 import type { StatelockError } from '../server/errors.js';
 import type { ForcedReason } from '../state/write-rules.js';
@@ -96,8 +97,44 @@ export interface KeySnapshot {
   probedLockIdReleased: boolean;
 }
 
+/**
+ * Bodies are stored as content-addressed chunks (docs/storage.md). A chunk is a run of a body's plaintext
+ * bytes cut by the content-defined chunker (src/store/content/), named by {@link Store.chunkId} of those
+ * bytes; `size` is the plaintext length. A body is the ordered list of its chunks (its manifest): versions
+ * that share content share chunks, and each chunk is stored once.
+ */
+export interface ChunkRef {
+  id: string;
+  size: number;
+}
+
+/**
+ * How a chunk's data encodes its plaintext: as it is, or zlib raw deflate (used only when smaller). The
+ * `sealed-` forms are written only by the EncryptedStore (sealed after encoding) and opened by it on the way
+ * out, so the content layer only ever sees `raw` and `deflate`; engines store the codec as text, opaquely.
+ * (Sealing is recorded here rather than guessed from the data: a chunk's plaintext may start with anything.)
+ */
+export type ChunkCodec = 'raw' | 'deflate' | 'sealed-raw' | 'sealed-deflate';
+
+/**
+ * A chunk as the engine keeps it: `data` is the plaintext encoded by `codec` — and, with encryption at
+ * rest, sealed by the EncryptedStore after compression. Engines store `data` opaquely.
+ */
+export interface StoredChunk extends ChunkRef {
+  codec: ChunkCodec;
+  data: Buffer;
+}
+
+/**
+ * A body as a read returns it: the manifest (chunk refs in order; their sizes add up to the body's size),
+ * or, for rows written before bodies were chunked (legacy rows), the whole stored bytes. Read the bytes
+ * with src/store/content/body-reader.ts, which handles both.
+ */
+export type BodyContent = { kind: 'chunks'; chunks: ChunkRef[] } | { kind: 'whole'; body: Buffer };
+
+/** A new version: its metadata and its manifest. Every chunk it names must have been stored with putChunks. */
 export interface NewVersion extends Omit<VersionMeta, 'key'> {
-  body: Buffer;
+  chunks: ChunkRef[];
 }
 
 /** What a decision writes, all in the transaction that read the snapshot. */
@@ -107,8 +144,8 @@ export interface Changes {
   lock?: { set: LockRecord } | { clear: true } | { touch: string; holds?: LockDoor[] };
   /** Soft delete: the key leaves reads and listings; its versions stay. */
   deleteState?: boolean;
-  /** Keep a refused write's body (fencing). */
-  rejectedWrite?: Omit<RejectedWrite, 'id' | 'key' | 'at'> & { body: Buffer };
+  /** Keep a refused write's body (fencing): its manifest, as for a new version. */
+  rejectedWrite?: Omit<RejectedWrite, 'id' | 'key' | 'at'> & { chunks: ChunkRef[] };
   /** End a session (its holder is known dead). */
   endSession?: { id: string; reason: string };
   audit?: NewAuditEntry[];
@@ -119,6 +156,23 @@ export interface Changes {
  * the error is thrown to the caller.
  */
 export type Decision<T> = { result: T; changes: Changes } | { error: StatelockError; changes: Changes };
+
+/**
+ * putChunks may leave an existing chunk's stamp alone while it is younger than this; a write in flight
+ * whose chunk was already stored therefore holds a stamp at most this old, plus its own duration.
+ */
+export const CHUNK_RESTAMP_MS = 60 * 60 * 1000;
+
+/**
+ * How old an unreferenced chunk must be before sweeping it: far longer than CHUNK_RESTAMP_MS plus the
+ * longest request (--request-timeout), so a write in flight never loses a chunk it is about to name.
+ */
+export const CHUNK_SWEEP_GRACE_MS = 24 * 60 * 60 * 1000;
+
+/** The engines' chunk id: SHA-256 of the plaintext, lower-case hex. */
+export function sha256ChunkId(plain: Buffer): string {
+  return createHash('sha256').update(plain).digest('hex');
+}
 
 export interface Page<T> {
   items: T[];
@@ -204,6 +258,11 @@ export interface AuditQuery {
  * Reads see committed data only.
  *
  * Durability: when `update` resolves, its changes survive a crash of the process or the machine.
+ * Bodies: a body is written in two steps — its chunks with {@link Store.putChunks} (outside `update`,
+ * while the request streams in), then the version or rejected write naming them, inside `update`. The
+ * engine checks in that transaction that every named chunk is stored (CHUNK_MISSING, nothing committed,
+ * otherwise): no committed row ever names a missing chunk. Chunks nobody names (a refused or failed
+ * write's) are removed later by {@link Store.sweepChunks}.
  * Errors: driver failures are rethrown as-is (the server answers 500/503); rule refusals travel as
  * the Decision's `error`.
  */
@@ -215,10 +274,10 @@ export interface Store {
    */
   update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: { probeLockId?: string | null }): Promise<T>;
 
-  /** The live current version and its bytes, or null when the key is empty or deleted. */
-  readCurrent(key: string): Promise<{ meta: VersionMeta; body: Buffer } | null>;
+  /** The live current version and its content (manifest), or null when the key is empty or deleted. */
+  readCurrent(key: string): Promise<{ meta: VersionMeta; content: BodyContent } | null>;
   /** A specific version by seq, or the newest version with that serial. Deleted keys' versions stay readable. */
-  readVersion(key: string, which: { seq: number } | { serial: number }): Promise<{ meta: VersionMeta; body: Buffer } | null>;
+  readVersion(key: string, which: { seq: number } | { serial: number }): Promise<{ meta: VersionMeta; content: BodyContent } | null>;
   /** All versions of a key, oldest first, paginated by seq. */
   listVersions(key: string, opts: { after?: number; limit: number }): Promise<Page<VersionMeta>>;
   /** Live states whose key starts with `prefix`, ordered by key, paginated by key. */
@@ -240,7 +299,45 @@ export interface Store {
   getSession(id: string): Promise<SessionRecord | null>;
 
   listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>>;
-  readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; body: Buffer } | null>;
+  readRejected(key: string, id: number): Promise<{ meta: RejectedWrite; content: BodyContent } | null>;
+
+  /**
+   * The id under which this store files a plaintext chunk. Engines: the SHA-256 of the bytes, lower-case
+   * hex (`sha256ChunkId`). The EncryptedStore, with keys: an HMAC-SHA256 under a key derived from the
+   * newest encryption key, so that the database alone cannot confirm a guessed chunk (docs/storage.md).
+   * Equal ids mean equal plaintext; that is all dedup relies on.
+   */
+  chunkId(plain: Buffer): string;
+  /**
+   * Stores chunks before the version (or rejected write) that names them is committed. Idempotent: an id
+   * already present keeps its data (equal ids are equal plaintext), but its stamp moves forward (an engine
+   * may skip that when the stamp is less than CHUNK_RESTAMP_MS old), so that sweepChunks cannot take it
+   * from under the write about to reference it. Each call is one transaction; it need not be durable by
+   * itself: it is durable once the next update on the same engine has committed (SQLite's WAL and
+   * PostgreSQL's WAL are both written in commit order). The single place where a body write starts (the
+   * SQLite engine's disk-space check goes there).
+   */
+  putChunks(chunks: StoredChunk[]): Promise<void>;
+  /**
+   * Which of these ids are already stored — each one returned is restamped exactly as putChunks would
+   * restamp it, so it is as safe from the sweep as a chunk just put. The ingest asks before compressing a
+   * batch and puts only the others: an unchanged chunk costs a hash and an index lookup, not a deflate.
+   */
+  presentChunks(ids: readonly string[]): Promise<Set<string>>;
+  /**
+   * The chunks with these ids, in the order asked (an id asked twice comes back twice).
+   * @throws StatelockError CHUNK_MISSING when any id is not stored: never skipped silently.
+   */
+  getChunks(ids: readonly string[]): Promise<StoredChunk[]>;
+  /**
+   * Deletes every chunk that no version and no rejected write references and whose stamp is before
+   * `olderThan` (ISO time); returns how many. Chunks of a write in flight were stamped by its putChunks,
+   * so a caller passing `now - CHUNK_SWEEP_GRACE_MS` (or earlier) never takes them. Safe beside running
+   * servers: each batch is one transaction that re-checks the references it deletes by.
+   */
+  sweepChunks(olderThan: string): Promise<number>;
+  /** How many chunks are stored and the bytes of their data (as stored: compressed, sealed). */
+  chunkStats(): Promise<{ chunks: number; storedBytes: number }>;
 
   /** Creates a principal and writes its audit entry in one transaction; false when a live principal has that name. */
   createPrincipal(principal: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean>;
@@ -254,14 +351,22 @@ export interface Store {
   countLivePrincipals(): Promise<number>;
 
   /**
-   * Re-keying: passes every stored body (versions, rejected writes, multipart parts) to `transform`, and
-   * every principal's AWS secret to `transformSecret`, and stores what they return in place (null: leave it);
-   * metadata (sizes, digests) is untouched. Batches of bounded size, each its own transaction, which reads the
-   * bodies it rewrites: so it is safe beside running servers and beside another rewrite (each body is
-   * transformed from its latest committed bytes, never from a stale copy), and readers see a body whole,
-   * before or after. Counts what was offered (`scanned`) and what was written back (`rewritten`).
+   * Re-keying: passes every stored whole body (legacy version rows, legacy rejected writes, multipart parts)
+   * to `transform`, every chunk to `transformChunk`, and every principal's AWS secret to `transformSecret`,
+   * and stores what they return in place (null: leave it); metadata (sizes, digests) is untouched. A chunk
+   * returned under another id is re-filed: every reference to the old id (versions, rejected writes) moves
+   * to the new one in the same transaction, and the old id is gone; when the new id is already stored, that
+   * row is kept and the returned data dropped (equal ids, equal plaintext). Batches of bounded size, each its
+   * own transaction, which reads the rows it rewrites: so it is safe beside running servers and beside
+   * another rewrite (each row is transformed from its latest committed bytes, never from a stale copy), and
+   * readers see a body whole, before or after. Counts what was offered (`scanned`) and what was written back
+   * (`rewritten`).
    */
-  rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }>;
+  rewriteBodies(
+    transform: (body: Buffer) => Buffer | null,
+    transformSecret?: (text: string) => string | null,
+    transformChunk?: (chunk: StoredChunk) => StoredChunk | null,
+  ): Promise<{ scanned: number; rewritten: number }>;
 
   /** false when a bucket of that name already exists. */
   createBucket(bucket: BucketRecord): Promise<boolean>;
