@@ -5,6 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { inflateRawSync } from 'node:zlib';
 import { Keyring, keyIdOf, parseEncryptionKeys } from '../src/store/encryption.js';
 import { StatelockError } from '../src/server/errors.js';
 import { lockBody, rawRequest, stateBody } from './support/http.js';
@@ -48,14 +49,33 @@ function assertAbsent(raw: Buffer, marker: string) {
   }
 }
 
-/** The key ids the stored version bodies are sealed with (null: plaintext), read from the SQLite file itself. */
-function storedKeyIds(dir: string): Array<string | null> {
+/** The stored chunks, read from the SQLite file itself. */
+function chunkRows(dir: string): Array<{ id: string; codec: string; data: Buffer }> {
   const db = new Database(join(dir, 'statelock.db'), { readonly: true });
   try {
-    return (db.prepare('SELECT body FROM versions ORDER BY id').all() as Array<{ body: Buffer }>).map((r) => keyIdOf(r.body));
+    return db.prepare('SELECT id, codec, data FROM chunks ORDER BY rowid').all() as Array<{ id: string; codec: string; data: Buffer }>;
   } finally {
     db.close();
   }
+}
+
+/**
+ * The key ids the stored chunks are sealed with (null: not sealed), each once, sorted. A sealed chunk's id
+ * must be named by its key (`<key id>.<hmac>`), an unsealed one's is the SHA-256 of its plaintext.
+ */
+function storedKeyIds(dir: string): Array<string | null> {
+  const ids = new Set<string | null>();
+  for (const c of chunkRows(dir)) {
+    const keyId = c.codec.startsWith('sealed-') ? keyIdOf(c.data) : null;
+    assert.match(c.id, keyId ? new RegExp(`^${keyId}\\.[0-9a-f]{64}$`) : /^[0-9a-f]{64}$/, `chunk ${c.id} (${c.codec})`);
+    ids.add(keyId);
+  }
+  return [...ids].sort();
+}
+
+/** Whether any unsealed chunk holds `marker` once decoded (compression hides it from a plain byte search). */
+function plaintextChunksHold(dir: string, marker: string): boolean {
+  return chunkRows(dir).some((c) => (c.codec === 'raw' ? c.data : c.codec === 'deflate' ? inflateRawSync(c.data) : Buffer.alloc(0)).includes(marker));
 }
 
 const markerState = (serial: number, marker: string) => stateBody(serial, 'L-enc', { outputs: { secret: { value: `${marker}-${serial}`, type: 'string', sensitive: true } } });
@@ -113,18 +133,27 @@ describe('encryption at rest on SQLite (the real server, the real files)', () =>
     const raw = rawFiles(dir);
     assertAbsent(raw, marker);
     assertAbsent(raw, awsSecretAccessKey);
-    assert.deepEqual(storedKeyIds(dir), ['k1', 'k1']);
+    assert.deepEqual(storedKeyIds(dir), ['k1']);
+    // A chunk's id is an HMAC under a key derived from k1, not the SHA-256 of its plaintext (which anyone with
+    // the database could confirm for a guessed chunk).
+    const ring = new Keyring(parseEncryptionKeys(k1) as Array<{ id: string; key: Buffer }>);
+    for (const c of chunkRows(dir)) {
+      const opened = ring.open(c.data);
+      const plain = c.codec === 'sealed-deflate' ? inflateRawSync(opened) : opened;
+      assert.notEqual(c.id.slice(3), createHash('sha256').update(plain).digest('hex'));
+      assert.equal(c.id, ring.chunkId(plain));
+    }
   });
 
   test('a second key: old versions stay readable, new writes use the newest; rekey re-seals; the old key can then go', async () => {
     let s = await serve(dir, keyFile(k1, k2));
     assert.equal((await rawRequest(`${s.url}/api/v1/content/${key}?seq=1`, { headers: { Authorization: `Bearer ${await adminToken(s)}` } })).text, markerState(1, marker));
     await s.stop();
-    assert.deepEqual(storedKeyIds(dir), ['k1', 'k1']);
+    assert.deepEqual(storedKeyIds(dir), ['k1']);
     const rekey = await runCli(['rekey', '--data', dir, '--encryption-key-file', keyFile(k1, k2)]);
     assert.equal(rekey.code, 0, rekey.stderr);
     assert.match(rekey.stdout, /Re-encrypted 4 of 4 stored bodies and secrets with key "k2"/); // 2 versions, 1 fenced write, 1 AWS secret
-    assert.deepEqual(storedKeyIds(dir), ['k2', 'k2']);
+    assert.deepEqual(storedKeyIds(dir), ['k2'], 'every chunk resealed and re-filed under k2');
     const again = await runCli(['rekey', '--data', dir, '--encryption-key-file', keyFile(k1, k2)]);
     assert.match(again.stdout, /Re-encrypted 0 of 4/);
     s = await serve(dir, keyFile(k2));
@@ -152,13 +181,16 @@ describe('encryption at rest on SQLite (the real server, the real files)', () =>
     let s = await serve(plainDir);
     assert.equal((await rawRequest(`${s.url}/state/plain/k`, { method: 'POST', body: markerState(1, plainMarker) })).status, 200);
     await s.stop();
-    assert.ok(rawFiles(plainDir).includes(Buffer.from(plainMarker)), 'stored in the clear before');
+    assert.ok(plaintextChunksHold(plainDir, plainMarker), 'stored in the clear before');
+    assert.deepEqual(storedKeyIds(plainDir), [null]);
     s = await serve(plainDir, keyFile(k1));
     assert.equal((await rawRequest(`${s.url}/state/plain/k`)).text, markerState(1, plainMarker));
     await s.stop();
     const rekey = await runCli(['rekey', '--data', plainDir, '--encryption-key-file', keyFile(k1)]);
     assert.equal(rekey.code, 0, rekey.stderr);
     assertAbsent(rawFiles(plainDir), plainMarker);
+    assert.equal(plaintextChunksHold(plainDir, plainMarker), false);
+    assert.deepEqual(storedKeyIds(plainDir), ['k1'], 'sealed, and re-filed under ids of k1: no SHA-256 id of plaintext is left');
     s = await serve(plainDir, keyFile(k1));
     assert.equal((await rawRequest(`${s.url}/state/plain/k`)).text, markerState(1, plainMarker));
     await s.stop();

@@ -23,6 +23,7 @@ import { errorBody, sendJson, send } from './http-io.js';
 import { createLogger, type Logger } from './logger.js';
 import { Gauge, Metrics } from './metrics.js';
 import { createContext, type RequestContext } from './request-context.js';
+import { ChunkSweeper } from '../store/content/chunk-sweeper.js';
 
 type Door = 'http-backend' | 'api' | 'ui' | 'aws' | 'ops';
 
@@ -53,6 +54,8 @@ export async function startApp(config: ServerConfig): Promise<App> {
   const store: Store = encryptedStore(engine, new Keyring(config.encryptionKeys ?? []));
   logger.info('encryption at rest', config.encryptionKeys ? { state: 'on', newestKey: config.encryptionKeys.at(-1)!.id, keys: config.encryptionKeys.length } : { state: 'off' });
   const metrics = new Metrics();
+  const chunkSweeper = new ChunkSweeper(store, (n) => n > 0 && logger.info('swept unreferenced chunks', { count: n }), (err) => logger.error('sweeping chunks failed', { error: String(err) }));
+  chunkSweeper.start();
   const state = new StateService(store, metrics);
   const locks = new LockService(store, metrics);
   metrics.addGauge(new Gauge('statelock_locks_held', 'Locks currently held.', () => locks.count()));
@@ -75,6 +78,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
   const loopback = isLoopbackHost(config.host);
   const principals = await store.countLivePrincipals();
   if (!loopback && principals === 0 && !config.insecureNoAuth) {
+    await chunkSweeper.stop();
     await store.close();
     throw new StatelockError('INSECURE_NO_AUTH', { host: config.host });
   }
@@ -193,6 +197,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (err) {
+    await chunkSweeper.stop();
     await store.close();
     throw err;
   }
@@ -210,6 +215,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       server.closeAllConnections();
       await closed;
+      await chunkSweeper.stop();
       await store.close();
       logger.info('stopped', { inFlightAbandoned: inFlight });
     })());

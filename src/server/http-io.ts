@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StatelockError } from './errors.js';
 
@@ -38,6 +39,70 @@ export async function readRawBody(req: IncomingMessage, limit: number): Promise<
     throw new StatelockError('REQUEST_ABORTED', { reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
   }
   return exact && size === exact.length ? exact : Buffer.concat(exact ? [exact.subarray(0, Math.min(size, exact.length)), ...chunks] : chunks, size);
+}
+
+/**
+ * The request body as it arrives, for bodies that are streamed into the store (states): refuses more than
+ * `limit` bytes (413) — at once when Content-Length says so, otherwise as soon as the limit is passed — and
+ * turns a client that hangs up mid-body into REQUEST_ABORTED. Checks nothing else: Content-MD5 is checked by
+ * whoever digests the bytes (the ingest does, in the same pass).
+ */
+export async function* bodyStream(req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+  let size = 0;
+  const pieces = req[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<Buffer>;
+    try {
+      next = (await pieces.next()) as IteratorResult<Buffer>;
+    } catch (err) {
+      throw new StatelockError('REQUEST_ABORTED', { reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+    }
+    if (next.done) return;
+    size += next.value.length;
+    if (size > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+    yield next.value;
+  }
+}
+
+/** The Content-MD5 a request declares (trimmed), or undefined when it sends none. */
+export function declaredMd5(req: IncomingMessage): string | undefined {
+  const given = req.headers['content-md5'];
+  return typeof given === 'string' && given !== '' ? given.trim() : undefined;
+}
+
+/**
+ * Answers with a body that streams from `body` (a stored state, chunk by chunk), waiting for the socket to
+ * drain rather than buffering. The first piece is read before the status line, so a body that cannot be
+ * read at all still gets a clean error answer; a failure after that destroys the socket (the client sees a
+ * short body against the Content-Length, never a wrong whole one). HEAD gets the headers only.
+ */
+export async function sendStream(req: IncomingMessage, res: ServerResponse, status: number, size: number, body: AsyncIterable<Buffer>, contentType: string, headers: Record<string, string> = {}): Promise<void> {
+  const pieces = body[Symbol.asyncIterator]();
+  const head = req.method === 'HEAD';
+  let next = head ? ({ done: true, value: undefined } as IteratorResult<Buffer>) : await pieces.next();
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': String(size), ...headers });
+  try {
+    while (!next.done) {
+      if (res.destroyed) return;
+      if (!res.write(next.value)) await drained(res);
+      next = await pieces.next();
+    }
+    res.end();
+  } finally {
+    await pieces.return?.(undefined);
+  }
+}
+
+/** Until the socket takes more (or is gone); the listener that did not fire is removed. */
+async function drained(res: ServerResponse): Promise<void> {
+  const stop = new AbortController();
+  try {
+    await Promise.race([once(res, 'drain', { signal: stop.signal }), once(res, 'close', { signal: stop.signal })]);
+  } finally {
+    stop.abort();
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

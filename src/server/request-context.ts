@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientContext } from '../audit/audit-entry.js';
-import { readBody } from './http-io.js';
+import { bodyStream, readBody } from './http-io.js';
 import { ANONYMOUS, authorize, type Principal } from '../auth/authenticator.js';
 import type { Permission } from '../auth/permissions.js';
 
@@ -18,6 +18,8 @@ export interface RequestContext {
   /** Throws FORBIDDEN unless the principal may do `permission` on `key` (null: server-wide). */
   authorize(permission: Permission, key: string | null): void;
   body(): Promise<Buffer>;
+  /** The body as it arrives, under the same size limit, for state bodies that stream into the store. */
+  bodyStream(): AsyncIterable<Buffer>;
 }
 
 export function createContext(req: IncomingMessage, res: ServerResponse, tail: string, query: URLSearchParams, maxBody: number): RequestContext {
@@ -37,5 +39,6 @@ export function createContext(req: IncomingMessage, res: ServerResponse, tail: s
       authorize(this.principal, permission, key);
     },
     body: () => readBody(req, maxBody),
+    bodyStream: () => bodyStream(req, maxBody),
   };
 }

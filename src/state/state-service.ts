@@ -1,7 +1,9 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
-import type { Decision, KeySnapshot, Store, VersionMeta } from '../store/store.js';
-import { digest, parseStateHeader } from './state-file.js';
+import type { BodyContent, Decision, KeySnapshot, RejectedWrite, Store, VersionMeta } from '../store/store.js';
+import { StateHeaderReader } from './state-header-reader-shim.js';
+import { BodyReader } from '../store/content/body-reader.js';
+import { ingest } from '../store/content/ingest.js';
 import { decideDelete, decideWrite } from './write-rules.js';
 import { decideRestore } from './restore-rules.js';
 import { rewriteStateHeader } from './state-header-rewrite.js';
@@ -15,6 +17,15 @@ const MAX_PARSED_BYTES = 16 * 1024 * 1024;
 export type Overwritten = { seq: number; serial: number; lineage: string };
 export type WriteResult = { outcome: 'stored'; version: VersionMeta; overwritten: Overwritten | null } | { outcome: 'unchanged'; version: VersionMeta; overwritten: null };
 
+/** A stored body as the services hand it out: its metadata and a reader that streams its bytes. */
+export interface StoredBody<M> {
+  meta: M;
+  body: BodyReader;
+}
+
+/** A request body: streamed (the request itself) or already in memory. */
+export type BodySource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
 /** State use cases. Each one is a single {@link Store.update} around a pure rule. */
 export class StateService {
   constructor(
@@ -22,14 +33,22 @@ export class StateService {
     private readonly metrics: Metrics,
   ) {}
 
-  /** The current bytes, exactly as written, or null when the key is empty or deleted. */
-  read(key: string) {
-    return this.store.readCurrent(key);
+  /** The current version and a reader of its bytes, exactly as written; null when the key is empty or deleted. */
+  async read(key: string): Promise<StoredBody<VersionMeta> | null> {
+    return this.withReader(await this.store.readCurrent(key));
   }
 
-  /** One version's bytes by seq or by serial (the newest with it); deleted keys' versions included. */
-  readVersion(key: string, which: { seq: number } | { serial: number }) {
-    return this.store.readVersion(key, which);
+  /** One version by seq or by serial (the newest with it); deleted keys' versions included. */
+  async readVersion(key: string, which: { seq: number } | { serial: number }): Promise<StoredBody<VersionMeta> | null> {
+    return this.withReader(await this.store.readVersion(key, which));
+  }
+
+  /** A version's reader reloads its manifest by seq if rekey re-files a chunk under it (versions are immutable). */
+  private withReader(found: { meta: VersionMeta; content: BodyContent } | null): StoredBody<VersionMeta> | null {
+    if (!found) return null;
+    const { meta } = found;
+    const reload = async () => (await this.store.readVersion(meta.key, { seq: meta.seq }))?.content ?? null;
+    return { meta, body: new BodyReader(this.store, found.content, meta.size, reload) };
   }
 
   /** Every version of a key, oldest first. */
@@ -40,10 +59,10 @@ export class StateService {
   /** How many resource instances a version holds; null when its body is not a readable state (client-side encrypted, not JSON, or too large to parse here). */
   async countResources(meta: VersionMeta): Promise<number | null> {
     if (meta.encrypted || meta.size > MAX_PARSED_BYTES) return null;
-    const found = await this.store.readVersion(meta.key, { seq: meta.seq });
+    const found = await this.readVersion(meta.key, { seq: meta.seq });
     if (!found) return null;
     try {
-      return countInstances(JSON.parse(found.body.toString('utf8')));
+      return countInstances(JSON.parse((await found.body.buffer()).toString('utf8')));
     } catch {
       return null;
     }
@@ -58,8 +77,11 @@ export class StateService {
     return this.store.listRejected(key, page);
   }
 
-  readRejected(key: string, id: number) {
-    return this.store.readRejected(key, id);
+  async readRejected(key: string, id: number): Promise<StoredBody<RejectedWrite> | null> {
+    const found = await this.store.readRejected(key, id);
+    if (!found) return null;
+    const reload = async () => (await this.store.readRejected(key, id))?.content ?? null;
+    return { meta: found.meta, body: new BodyReader(this.store, found.content, found.meta.size, reload) };
   }
 
   /** Live states by key prefix. */
@@ -68,13 +90,18 @@ export class StateService {
   }
 
   /**
-   * Stores `body` as the key's next version if the consistency rules allow it.
-   * @throws StatelockError INVALID_STATE (nothing stored), STATE_LOCKED / STATE_LOCKED_NO_ID (423),
-   *   LINEAGE_MISMATCH / SERIAL_LOWER / SERIAL_SAME_DIFFERENT_CONTENT (409, audited as refused).
+   * Stores `source` as the key's next version if the consistency rules allow it. The body streams through
+   * the ingest (src/store/content/ingest.ts) — digests, the header reader and the chunk store in one pass —
+   * and only then is the version committed; `expectedMd5` (Content-MD5, base64) is checked before that.
+   * @throws StatelockError CONTENT_MD5_MISMATCH, INVALID_STATE (nothing stored), STATE_LOCKED /
+   *   STATE_LOCKED_NO_ID (423), LINEAGE_MISMATCH / SERIAL_LOWER / SERIAL_SAME_DIFFERENT_CONTENT (409,
+   *   audited as refused); whatever the source throws (PAYLOAD_TOO_LARGE, REQUEST_ABORTED …).
    */
-  async write(key: string, body: Buffer, lockId: string | null, client: ClientContext, opts: { holderCheck?: boolean } = {}): Promise<WriteResult> {
-    const header = parseStateHeader(body);
-    const sums = digest(body);
+  async write(key: string, source: BodySource, lockId: string | null, client: ClientContext, opts: { holderCheck?: boolean; expectedMd5?: string } = {}): Promise<WriteResult> {
+    const reader = new StateHeaderReader();
+    const { digests: sums, chunks } = await ingest(this.store, source, (bytes) => reader.push(bytes));
+    if (opts.expectedMd5 !== undefined && opts.expectedMd5 !== sums.md5) throw new StatelockError('CONTENT_MD5_MISMATCH', { given: opts.expectedMd5, actual: sums.md5 });
+    const header = reader.end();
     const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
     try {
       const result = await this.store.update(key, client, (snap: KeySnapshot): Decision<WriteResult> => {
@@ -85,7 +112,7 @@ export class StateService {
           // A fenced write is the work of a holder that lost its lock: keep it, never lose it silently.
           const rejectedWrite =
             decision.error.code === 'LOCK_FENCED' && lockId
-              ? { rejectedWrite: { lockId, serial: header.serial, lineage: header.lineage, size: sums.size, sha256: sums.sha256, reason: decision.error.message, clientAddr: client.addr, body } }
+              ? { rejectedWrite: { lockId, serial: header.serial, lineage: header.lineage, size: sums.size, sha256: sums.sha256, reason: decision.error.message, clientAddr: client.addr, chunks } }
               : {};
           return { error: decision.error, changes: { audit: [audit], ...rejectedWrite } };
         }
@@ -113,7 +140,7 @@ export class StateService {
           detail: { ...base.detail, ...(decision.forced ? { reason: decision.forced, operation: snap.lock?.operation } : {}), ...(overwritten ? { overwritten } : {}) },
         };
         const { key: _key, ...newVersion } = version;
-        return { result: { outcome: 'stored', version, overwritten }, changes: { ...touch, newVersion: { ...newVersion, body }, audit: [audit] } };
+        return { result: { outcome: 'stored', version, overwritten }, changes: { ...touch, newVersion: { ...newVersion, chunks }, audit: [audit] } };
       }, { probeLockId: lockId });
       this.metrics.writes.inc({ result: result.outcome === 'stored' && result.version.forced ? 'forced' : result.outcome });
       return result;
@@ -155,30 +182,42 @@ export class StateService {
     lockId: string | null,
     client: ClientContext,
   ): Promise<{ version: VersionMeta; replaced: { seq: number; serial: number } | null }> {
-    const target = await this.store.readVersion(key, which); // versions are immutable: safe to read first
+    const target = await this.readVersion(key, which); // versions are immutable: safe to read first
     if (!target) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(which) });
-    return this.store.update(key, client, (snap): Decision<{ version: VersionMeta; replaced: { seq: number; serial: number } | null }> => {
-      const decision = decideRestore({ key, current: snap.current, highestSerial: snap.highestSerial, lock: snap.lock, lockId, target: target.meta });
-      if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
-      const body = rewriteStateHeader(target.body, decision);
-      const version: VersionMeta = {
-        key,
-        seq: snap.versionCount + 1,
-        serial: decision.serial,
-        lineage: decision.lineage,
-        ...digest(body),
-        encrypted: false,
-        createdAt: new Date().toISOString(),
-        lockId: snap.lock ? lockId : null,
-        operation: 'restore',
-        clientAddr: client.addr,
-        forced: null,
-      };
-      const { key: _key, ...newVersion } = version;
-      const detail = { fromSeq: target.meta.seq, fromSerial: target.meta.serial, serial: decision.serial, lineage: decision.lineage, replacedSeq: snap.current?.seq ?? null };
-      const replaced = snap.current ? { seq: snap.current.seq, serial: snap.current.serial } : null;
-      return { result: { version, replaced }, changes: { newVersion: { ...newVersion, body }, audit: [{ action: 'state.restore', key, lockId: version.lockId, outcome: 'ok', detail }] } };
-    });
+    const decideOn = (snap: KeySnapshot) => decideRestore({ key, current: snap.current, highestSerial: snap.highestSerial, lock: snap.lock, lockId, target: target.meta });
+    // The new body depends on the snapshot (its serial and lineage), and its chunks must be stored before the
+    // transaction that names them: decide once, store that body, then commit only if the decision still holds.
+    for (let attempt = 0; ; attempt++) {
+      const planned = await this.store.update(key, client, (snap): Decision<ReturnType<typeof decideOn>> => ({ result: decideOn(snap), changes: {} }));
+      if (planned.kind === 'refuse') throw planned.error;
+      const body = rewriteStateHeader(await target.body.buffer(), planned);
+      const { digests, chunks } = await ingest(this.store, [body]);
+      const outcome = await this.store.update(key, client, (snap): Decision<{ version: VersionMeta; replaced: { seq: number; serial: number } | null } | 'moved'> => {
+        const decision = decideOn(snap);
+        if (decision.kind === 'refuse') return { error: decision.error, changes: {} };
+        if (decision.serial !== planned.serial || decision.lineage !== planned.lineage) return { result: 'moved', changes: {} };
+        const version: VersionMeta = {
+          key,
+          seq: snap.versionCount + 1,
+          serial: decision.serial,
+          lineage: decision.lineage,
+          ...digests,
+          encrypted: false,
+          createdAt: new Date().toISOString(),
+          lockId: snap.lock ? lockId : null,
+          operation: 'restore',
+          clientAddr: client.addr,
+          forced: null,
+        };
+        const { key: _key, ...newVersion } = version;
+        const detail = { fromSeq: target.meta.seq, fromSerial: target.meta.serial, serial: decision.serial, lineage: decision.lineage, replacedSeq: snap.current?.seq ?? null };
+        const replaced = snap.current ? { seq: snap.current.seq, serial: snap.current.serial } : null;
+        return { result: { version, replaced }, changes: { newVersion: { ...newVersion, chunks }, audit: [{ action: 'state.restore', key, lockId: version.lockId, outcome: 'ok', detail }] } };
+      });
+      if (outcome !== 'moved') return outcome;
+      // Another write landed in between: plan again (a few times; each round is two short transactions).
+      if (attempt >= 4) throw new StatelockError('STORE_UNAVAILABLE', { reason: 'the state kept changing during the restore' });
+    }
   }
 
   /**
@@ -187,13 +226,14 @@ export class StateService {
    * @throws StatelockError STATE_NOT_FOUND, VERSION_NOT_FOUND, DIFF_ENCRYPTED (422).
    */
   async diff(key: string, from: { seq: number } | { serial: number } | null, to: { seq: number } | { serial: number } | null, opts: { values?: boolean } = {}) {
-    const toVersion = to ? await this.store.readVersion(key, to) : await this.store.readCurrent(key);
+    const toVersion = to ? await this.readVersion(key, to) : await this.read(key);
     if (!toVersion) throw to ? new StatelockError('VERSION_NOT_FOUND', { key, which: describe(to) }) : new StatelockError('STATE_NOT_FOUND', { key });
     const fromWhich = from ?? (toVersion.meta.seq > 1 ? { seq: toVersion.meta.seq - 1 } : null);
-    const fromVersion = fromWhich ? await this.store.readVersion(key, fromWhich) : null;
+    const fromVersion = fromWhich ? await this.readVersion(key, fromWhich) : null;
     if (fromWhich && !fromVersion) throw new StatelockError('VERSION_NOT_FOUND', { key, which: describe(fromWhich) });
     for (const v of [fromVersion, toVersion]) if (v?.meta.encrypted) throw new StatelockError('DIFF_ENCRYPTED', { key, seq: v.meta.seq });
-    const diff: StateDiff = diffStates(fromVersion ? JSON.parse(fromVersion.body.toString('utf8')) : null, JSON.parse(toVersion.body.toString('utf8')), opts);
+    const parse = async (v: StoredBody<VersionMeta>) => JSON.parse((await v.body.buffer()).toString('utf8'));
+    const diff: StateDiff = diffStates(fromVersion ? await parse(fromVersion) : null, await parse(toVersion), opts);
     return { from: fromVersion?.meta ?? null, to: toVersion.meta, diff };
   }
 }

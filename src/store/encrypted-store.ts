@@ -1,22 +1,26 @@
 import type { AuditAction, ClientContext, NewAuditEntry } from '../audit/audit-entry.js';
+import { inflateRawSync } from 'node:zlib';
 import type { Keyring } from './encryption.js';
 import type {
   AuditQuery,
+  BodyContent,
   BucketRecord,
-  Changes,
   Decision,
   KeySnapshot,
   LockTableRecord,
   PrincipalRecord,
   SessionRecord,
   Store,
+  StoredChunk,
   UploadRecord,
 } from './store.js';
 
 /**
- * Encryption at rest as a Store decorator: every body that holds state bytes — versions, rejected
- * writes, multipart parts — is sealed (AES-256-GCM, src/store/encryption.ts) before it reaches the
- * engine and opened when it is read back; so are the principals' AWS secrets. Digests (md5, sha256,
+ * Encryption at rest as a Store decorator: everything that holds state bytes — the chunks of versions and
+ * rejected writes (sealed after compression), legacy whole bodies, multipart parts — is sealed (AES-256-GCM,
+ * src/store/encryption.ts) before it reaches the engine and opened when it is read back; so are the
+ * principals' AWS secrets. Chunk ids are keyed (an HMAC, see Keyring.chunkId), never a plain hash of
+ * plaintext, while a key is configured. Digests (md5, sha256,
  * size) are those of the plaintext, computed before the store, so Content-MD5, ETags and the DynamoDB
  * digest item do not change. With no key configured it still runs, sealing nothing: a sealed body then
  * answers ENCRYPTION_KEY_MISSING instead of being served as if it were the state. Everything else — keys,
@@ -40,33 +44,41 @@ export class EncryptedStore implements Store {
 
   // --- Sealed on the way in, opened on the way out. ---
 
+  /** Versions and rejected writes carry manifests only: their bytes were sealed chunk by chunk in putChunks. */
   update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: { probeLockId?: string | null }): Promise<T> {
-    return this.inner.update(key, client, (snapshot) => {
-      const d = decide(snapshot);
-      return { ...d, changes: this.sealChanges(d.changes) };
-    }, opts);
+    return this.inner.update(key, client, decide, opts);
   }
 
-  private sealChanges(changes: Changes): Changes {
-    const sealed = { ...changes };
-    if (changes.newVersion) sealed.newVersion = { ...changes.newVersion, body: this.keyring.seal(changes.newVersion.body) };
-    if (changes.rejectedWrite) sealed.rejectedWrite = { ...changes.rejectedWrite, body: this.keyring.seal(changes.rejectedWrite.body) };
-    return sealed;
+  chunkId(plain: Buffer): string {
+    return this.keyring.chunkId(plain) ?? this.inner.chunkId(plain);
+  }
+
+  putChunks(chunks: StoredChunk[]): Promise<void> {
+    return this.inner.putChunks(this.keyring.newest ? chunks.map((c) => sealChunk(this.keyring, c, c.data)) : chunks);
+  }
+
+  async getChunks(ids: readonly string[]): Promise<StoredChunk[]> {
+    return (await this.inner.getChunks(ids)).map((c) => openChunk(this.keyring, c));
+  }
+
+  /** A legacy row's whole body is opened; a manifest has nothing sealed in it. */
+  private openContent(content: BodyContent): BodyContent {
+    return content.kind === 'whole' ? { kind: 'whole', body: this.keyring.open(content.body) } : content;
   }
 
   async readCurrent(key: string) {
     const r = await this.inner.readCurrent(key);
-    return r && { meta: r.meta, body: this.keyring.open(r.body) };
+    return r && { meta: r.meta, content: this.openContent(r.content) };
   }
 
   async readVersion(key: string, which: { seq: number } | { serial: number }) {
     const r = await this.inner.readVersion(key, which);
-    return r && { meta: r.meta, body: this.keyring.open(r.body) };
+    return r && { meta: r.meta, content: this.openContent(r.content) };
   }
 
   async readRejected(key: string, id: number) {
     const r = await this.inner.readRejected(key, id);
-    return r && { meta: r.meta, body: this.keyring.open(r.body) };
+    return r && { meta: r.meta, content: this.openContent(r.content) };
   }
 
   putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
@@ -103,8 +115,18 @@ export class EncryptedStore implements Store {
   }
 
   /** Passed through: the transforms see the stored (sealed) bytes; this is how `statelock rekey` works. */
-  rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null) {
-    return this.inner.rewriteBodies(transform, transformSecret);
+  rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null, transformChunk?: (chunk: StoredChunk) => StoredChunk | null) {
+    return this.inner.rewriteBodies(transform, transformSecret, transformChunk);
+  }
+
+  presentChunks(ids: readonly string[]) {
+    return this.inner.presentChunks(ids);
+  }
+  sweepChunks(olderThan: string) {
+    return this.inner.sweepChunks(olderThan);
+  }
+  chunkStats() {
+    return this.inner.chunkStats();
   }
 
   // --- No state bytes: passed through. ---
@@ -198,4 +220,29 @@ export function encryptedStore(inner: Store, keyring: Keyring): Store {
 export function rekeyBody(keyring: Keyring, stored: Buffer): Buffer | null {
   if (!keyring.newest) return null;
   return keyring.isCurrent(stored) ? null : keyring.seal(keyring.open(stored));
+}
+
+/**
+ * What `statelock rekey` does to one stored chunk: seal its data with the newest key and re-file it under
+ * the newest key's id for its plaintext (the store moves its references), or null when both already hold.
+ * Chunks stored before encryption was on (plaintext, SHA-256 ids) are sealed and re-filed the same way.
+ */
+export function rekeyChunk(keyring: Keyring, stored: StoredChunk): StoredChunk | null {
+  if (!keyring.newest) return null;
+  if (stored.codec.startsWith('sealed-') && keyring.isCurrent(stored.data) && stored.id.startsWith(`${keyring.newest.id}.`)) return null;
+  const opened = openChunk(keyring, stored);
+  const plain = opened.codec === 'deflate' ? inflateRawSync(opened.data) : opened.data;
+  return sealChunk(keyring, { ...opened, id: keyring.chunkId(plain)! }, opened.data);
+}
+
+/** An encoded chunk sealed with the newest key: its codec says so (`sealed-…`). */
+function sealChunk(keyring: Keyring, chunk: StoredChunk, encoded: Buffer): StoredChunk {
+  return { ...chunk, codec: chunk.codec === 'deflate' ? 'sealed-deflate' : 'sealed-raw', data: keyring.seal(encoded) };
+}
+
+/** A stored chunk as the content layer reads it: opened when its codec says it is sealed, as it is otherwise. */
+function openChunk(keyring: Keyring, chunk: StoredChunk): StoredChunk {
+  if (chunk.codec === 'sealed-raw') return { ...chunk, codec: 'raw', data: keyring.open(chunk.data) };
+  if (chunk.codec === 'sealed-deflate') return { ...chunk, codec: 'deflate', data: keyring.open(chunk.data) };
+  return chunk;
 }

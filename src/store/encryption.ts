@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
 
 /** A named AES-256 key. */
@@ -44,10 +44,22 @@ export class Keyring {
   /** The key new bodies are sealed with; null: encryption is off (bodies are stored as they are). */
   readonly newest: EncryptionKey | null;
   private readonly byId: Map<string, Buffer>;
+  /** The HMAC key naming chunks, derived from the newest key (docs/storage.md); null while encryption is off. */
+  private readonly chunkIdKey: Buffer | null;
 
   constructor(keys: EncryptionKey[]) {
     this.newest = keys.length > 0 ? keys[keys.length - 1]! : null;
     this.byId = new Map(keys.map((k) => [k.id, k.key]));
+    this.chunkIdKey = this.newest ? Buffer.from(hkdfSync('sha256', this.newest.key, Buffer.alloc(0), 'statelock chunk id v1', 32)) : null;
+  }
+
+  /**
+   * The id of a plaintext chunk under the newest key: `<key id>.<HMAC-SHA256 hex>`, so that whoever holds
+   * only the database cannot confirm a guessed chunk; null while encryption is off (the engine's SHA-256).
+   */
+  chunkId(plain: Buffer): string | null {
+    if (!this.chunkIdKey) return null;
+    return `${this.newest!.id}.${createHmac('sha256', this.chunkIdKey).update(plain).digest('hex')}`;
   }
 
   seal(plain: Buffer): Buffer {

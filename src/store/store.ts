@@ -108,8 +108,13 @@ export interface ChunkRef {
   size: number;
 }
 
-/** How a chunk's data encodes its plaintext: as it is, or zlib raw deflate (used only when smaller). */
-export type ChunkCodec = 'raw' | 'deflate';
+/**
+ * How a chunk's data encodes its plaintext: as it is, or zlib raw deflate (used only when smaller). The
+ * `sealed-` forms are written only by the EncryptedStore (sealed after encoding) and opened by it on the way
+ * out, so the content layer only ever sees `raw` and `deflate`; engines store the codec as text, opaquely.
+ * (Sealing is recorded here rather than guessed from the data: a chunk's plaintext may start with anything.)
+ */
+export type ChunkCodec = 'raw' | 'deflate' | 'sealed-raw' | 'sealed-deflate';
 
 /**
  * A chunk as the engine keeps it: `data` is the plaintext encoded by `codec` — and, with encryption at

@@ -6,11 +6,12 @@ import { encryptionKeysFrom } from './serve.js';
 import { PostgresStore } from '../../store/postgres/postgres-store.js';
 import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import { Keyring } from '../../store/encryption.js';
-import { rekeyBody } from '../../store/encrypted-store.js';
+import { rekeyBody, rekeyChunk } from '../../store/encrypted-store.js';
 
 /**
- * `statelock rekey [--data DIR | --database URL] [--encryption-key-file F]`: seals every stored body
- * (plaintext ones included) with the newest key, so that older keys can be retired. Works on the
+ * `statelock rekey [--data DIR | --database URL] [--encryption-key-file F]`: seals every stored body and
+ * chunk (plaintext ones included) with the newest key, and re-files every chunk under an id of the newest
+ * key, so that older keys can be retired. Works on the
  * database directly — beside a running server or offline — and is idempotent. On SQLite it then
  * rebuilds the file (VACUUM) so that free pages keep no old bytes.
  */
@@ -22,7 +23,9 @@ export const rekeyCommand: Command = async (args, ctx) => {
   const url = values.database ?? (process.env.STATELOCK_DATABASE_URL || undefined);
   const store = url ? await PostgresStore.open(url) : new SqliteStore(resolve(values.data ?? '.statelock'));
   try {
-    const { scanned, rewritten } = await store.rewriteBodies((body) => rekeyBody(keyring, body), (secret) => keyring.rekeyText(secret));
+    // Chunks are resealed and re-filed under the newest key's ids (docs/storage.md): afterwards no chunk's data
+    // or id depends on an older key.
+    const { scanned, rewritten } = await store.rewriteBodies((body) => rekeyBody(keyring, body), (secret) => keyring.rekeyText(secret), (chunk) => rekeyChunk(keyring, chunk));
     if (store instanceof SqliteStore) await store.compact();
     ctx.io.out(`Re-encrypted ${rewritten} of ${scanned} stored bodies and secrets with key "${keyring.newest!.id}"; ${scanned - rewritten} already were.\n`);
     return 0;

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { LockService } from '../../lock/lock-service.js';
 import { StatelockError } from '../../server/errors.js';
-import { errorBody, send, sendJson } from '../../server/http-io.js';
+import { declaredMd5, errorBody, send, sendJson, sendStream } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
@@ -27,14 +27,16 @@ export class HttpBackendDoor {
         ctx.authorize('read', key);
         const current = await this.state.read(key);
         if (!current) throw new StatelockError('STATE_NOT_FOUND', { key });
-        send(ctx.res, 200, current.body, 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
+        await sendStream(ctx.req, ctx.res, 200, current.meta.size, current.body.stream(), 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
         return;
       }
       case 'POST':
       case 'PUT': {
         ctx.authorize('write', key);
         const lockId = ctx.query.get('ID') || null;
-        const { outcome, version, overwritten } = await this.state.write(key, await ctx.body(), lockId, ctx.client);
+        // Streamed into the store; Content-MD5 (Terraform always sends it) is checked before the version is committed.
+        const expectedMd5 = declaredMd5(ctx.req);
+        const { outcome, version, overwritten } = await this.state.write(key, ctx.bodyStream(), lockId, ctx.client, expectedMd5 !== undefined ? { expectedMd5 } : {});
         sendJson(ctx.res, 200, { outcome, serial: version.serial, lineage: version.lineage, version: version.seq, forced: version.forced, overwritten });
         return;
       }

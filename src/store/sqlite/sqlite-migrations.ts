@@ -152,4 +152,37 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX principals_live_name ON principals (name) WHERE revoked_at IS NULL;
   CREATE UNIQUE INDEX principals_access_key ON principals (aws_access_key_id) WHERE aws_access_key_id IS NOT NULL;
   `,
+  `
+  -- Bodies as content-addressed chunks (docs/storage.md). Rows written before keep their whole body
+  -- (chunked = 0); new rows keep an empty body and their manifest in the refs tables.
+  CREATE TABLE chunks (
+    id        TEXT NOT NULL,
+    size      INTEGER NOT NULL,  -- plaintext bytes
+    codec     TEXT NOT NULL,     -- 'raw' | 'deflate'
+    stored_at TEXT NOT NULL,     -- stored or last restamped: the sweep's grace runs from here
+    data      BLOB NOT NULL      -- as stored: compressed, sealed under encryption at rest
+  );
+  CREATE UNIQUE INDEX chunks_by_id ON chunks (id);
+  CREATE INDEX chunks_by_stamp ON chunks (stored_at);
+
+  -- The refs name a chunk by its rowid (8 bytes, not its 64-character id).
+  CREATE TABLE version_chunk_refs (
+    version_id INTEGER NOT NULL,
+    n          INTEGER NOT NULL,
+    chunk      INTEGER NOT NULL,
+    PRIMARY KEY (version_id, n)
+  ) WITHOUT ROWID;
+  CREATE INDEX version_chunk_refs_by_chunk ON version_chunk_refs (chunk);
+
+  CREATE TABLE rejected_chunk_refs (
+    rejected_id INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    chunk       INTEGER NOT NULL,
+    PRIMARY KEY (rejected_id, n)
+  ) WITHOUT ROWID;
+  CREATE INDEX rejected_chunk_refs_by_chunk ON rejected_chunk_refs (chunk);
+
+  ALTER TABLE versions ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE rejected_writes ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -5,6 +5,9 @@ import type { AuditAction, AuditEntry, ClientContext } from '../../audit/audit-e
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import type {
+  BodyContent,
+  NewVersion,
+  StoredChunk,
   RejectedWrite,
   SessionRecord,
   AuditQuery,
@@ -24,6 +27,8 @@ import type {
 } from '../store.js';
 import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SqliteChunks } from './sqlite-chunks.js';
+import { sha256ChunkId } from '../store.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 
 
@@ -42,6 +47,7 @@ export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<SqliteStore['prepare']>;
+  private readonly chunks: SqliteChunks;
   private closed = false;
 
   constructor(dataDir: string) {
@@ -53,6 +59,7 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     migrate(this.db);
     this.stmt = this.prepare();
+    this.chunks = new SqliteChunks(this.db);
   }
 
   private prepare() {
@@ -62,18 +69,18 @@ export class SqliteStore implements Store {
         `SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = ?`,
       ),
       currentWithBody: db.prepare(
-        `SELECT ${VERSION_COLUMNS}, v.body FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = ?`,
+        `SELECT ${VERSION_COLUMNS}, v.id AS vid, v.chunked, v.body FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = ?`,
       ),
-      versionBySeq: db.prepare(`SELECT ${VERSION_COLUMNS}, v.body FROM versions v WHERE v.key = ? AND v.seq = ?`),
+      versionBySeq: db.prepare(`SELECT ${VERSION_COLUMNS}, v.id AS vid, v.chunked, v.body FROM versions v WHERE v.key = ? AND v.seq = ?`),
       versionBySerial: db.prepare(
-        `SELECT ${VERSION_COLUMNS}, v.body FROM versions v WHERE v.key = ? AND v.serial = ? ORDER BY v.seq DESC LIMIT 1`,
+        `SELECT ${VERSION_COLUMNS}, v.id AS vid, v.chunked, v.body FROM versions v WHERE v.key = ? AND v.serial = ? ORDER BY v.seq DESC LIMIT 1`,
       ),
       versions: db.prepare(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`),
       stateRow: db.prepare('SELECT version_count FROM states WHERE key = ?'),
       highestSerial: db.prepare('SELECT max(serial) AS s FROM versions WHERE key = ? AND lineage = ?'),
       insertVersion: db.prepare(
-        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, body)
-         VALUES (@key, @seq, @serial, @lineage, @md5, @sha256, @size, @encrypted, @createdAt, @lockId, @operation, @clientAddr, @forced, @body)`,
+        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, body, chunked)
+         VALUES (@key, @seq, @serial, @lineage, @md5, @sha256, @size, @encrypted, @createdAt, @lockId, @operation, @clientAddr, @forced, x'', 1)`,
       ),
       upsertState: db.prepare(
         `INSERT INTO states (key, current_version_id, version_count, deleted_at, updated_at) VALUES (?, ?, ?, NULL, ?)
@@ -90,8 +97,8 @@ export class SqliteStore implements Store {
       recordReleased: db.prepare('INSERT OR IGNORE INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
       isReleased: db.prepare('SELECT 1 AS x FROM released_locks WHERE key = ? AND lock_id = ?'),
       insertRejected: db.prepare(
-        `INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body)
-         VALUES (@key, @lockId, @at, @serial, @lineage, @size, @sha256, @reason, @clientAddr, @body)`,
+        `INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body, chunked)
+         VALUES (@key, @lockId, @at, @serial, @lineage, @size, @sha256, @reason, @clientAddr, x'', 1)`,
       ),
       listRejected: db.prepare('SELECT id, key, lock_id, at, serial, lineage, size, sha256, reason, client_addr FROM rejected_writes WHERE key = ? AND id > ? ORDER BY id LIMIT ?'),
       readRejected: db.prepare('SELECT * FROM rejected_writes WHERE key = ? AND id = ?'),
@@ -159,11 +166,7 @@ export class SqliteStore implements Store {
 
   private apply(key: string, client: ClientContext, changes: Changes): void {
     const now = new Date().toISOString();
-    if (changes.newVersion) {
-      const v = changes.newVersion;
-      const info = this.stmt.insertVersion.run({ ...v, key, encrypted: v.encrypted ? 1 : 0 });
-      this.stmt.upsertState.run(key, info.lastInsertRowid, v.seq, now);
-    }
+    if (changes.newVersion) this.insertVersion(key, changes.newVersion, now);
     if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
     const lock = changes.lock;
     if (lock && ('set' in lock || 'clear' in lock)) {
@@ -176,7 +179,7 @@ export class SqliteStore implements Store {
       this.stmt.setLock.run({ ...row, holds: row.holds.join(',') });
     }
     if (lock && 'clear' in lock) this.stmt.clearLock.run(key);
-    if (changes.rejectedWrite) this.stmt.insertRejected.run({ ...changes.rejectedWrite, key, at: now });
+    if (changes.rejectedWrite) this.insertRejected(key, changes.rejectedWrite, now);
     if (changes.endSession) this.stmt.endSession.run(now, changes.endSession.reason, changes.endSession.id);
     if (lock && 'touch' in lock) {
       this.stmt.touchLock.run(lock.touch, key);
@@ -197,13 +200,61 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** A version row and its manifest (inside apply's transaction: a chunk that is not stored rolls it back). */
+  private insertVersion(key: string, v: NewVersion, now: string): void {
+    const { chunks, ...meta } = v;
+    const info = this.stmt.insertVersion.run({ ...meta, key, encrypted: v.encrypted ? 1 : 0 });
+    this.chunks.writeRefs('version', info.lastInsertRowid, chunks);
+    this.stmt.upsertState.run(key, info.lastInsertRowid, v.seq, now);
+  }
+
+  private insertRejected(key: string, r: NonNullable<Changes['rejectedWrite']>, now: string): void {
+    const { chunks, ...meta } = r;
+    const info = this.stmt.insertRejected.run({ ...meta, key, at: now });
+    this.chunks.writeRefs('rejected', info.lastInsertRowid, chunks);
+  }
+
+  /** A read's content: a chunked row's manifest, or a legacy row's whole body. */
+  private contentOf(owner: 'version' | 'rejected', r: Row): BodyContent {
+    if (r.chunked === 1) return { kind: 'chunks', chunks: this.chunks.manifest(owner, r.vid as number) };
+    return { kind: 'whole', body: r.body as Buffer };
+  }
+
+  private withContent(r: Row | undefined): { meta: VersionMeta; content: BodyContent } | null {
+    return r ? { meta: mapVersion(r)!, content: this.contentOf('version', r) } : null;
+  }
+
   async readCurrent(key: string) {
-    return withBody(this.stmt.currentWithBody.get(key) as Row | undefined);
+    return this.withContent(this.stmt.currentWithBody.get(key) as Row | undefined);
   }
 
   async readVersion(key: string, which: { seq: number } | { serial: number }) {
     const row = 'seq' in which ? this.stmt.versionBySeq.get(key, which.seq) : this.stmt.versionBySerial.get(key, which.serial);
-    return withBody(row as Row | undefined);
+    return this.withContent(row as Row | undefined);
+  }
+
+  chunkId(plain: Buffer): string {
+    return sha256ChunkId(plain);
+  }
+
+  async putChunks(chunks: StoredChunk[]): Promise<void> {
+    translateDriverErrors(() => this.chunks.put(chunks));
+  }
+
+  async presentChunks(ids: readonly string[]): Promise<Set<string>> {
+    return translateDriverErrors(() => this.chunks.present(ids));
+  }
+
+  async getChunks(ids: readonly string[]): Promise<StoredChunk[]> {
+    return translateDriverErrors(() => this.chunks.get(ids));
+  }
+
+  async sweepChunks(olderThan: string): Promise<number> {
+    return translateDriverErrors(() => this.chunks.sweep(olderThan));
+  }
+
+  async chunkStats(): Promise<{ chunks: number; storedBytes: number }> {
+    return this.chunks.stats();
   }
 
   async listVersions(key: string, opts: { after?: number; limit: number }): Promise<Page<VersionMeta>> {
@@ -294,7 +345,7 @@ export class SqliteStore implements Store {
 
   async readRejected(key: string, id: number) {
     const r = this.stmt.readRejected.get(key, id) as Row | undefined;
-    return r ? { meta: mapRejected(r), body: r.body as Buffer } : null;
+    return r ? { meta: mapRejected(r), content: this.contentOf('rejected', { ...r, vid: r.id }) } : null;
   }
 
   async createPrincipal(principal: PrincipalRecord, audit: NewAuditEntry, client: ClientContext): Promise<boolean> {
@@ -334,7 +385,11 @@ export class SqliteStore implements Store {
     return (this.stmt.countLivePrincipals.get() as { n: number }).n;
   }
 
-  async rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }> {
+  async rewriteBodies(
+    transform: (body: Buffer) => Buffer | null,
+    transformSecret?: (text: string) => string | null,
+    transformChunk?: (chunk: StoredChunk) => StoredChunk | null,
+  ): Promise<{ scanned: number; rewritten: number }> {
     let scanned = 0;
     let rewritten = 0;
     // Rows are listed with their sizes outside any transaction; each batch (at most 64 rows or 64 MiB of
@@ -342,8 +397,9 @@ export class SqliteStore implements Store {
     // removed meanwhile by a running server (a part re-sent, an upload completed) is never overwritten with
     // stale bytes, and the server waits at most one batch for the write lock.
     const tables = [
-      { list: 'SELECT id AS k, length(body) AS n FROM versions WHERE id > ? ORDER BY id LIMIT 256', read: 'SELECT body FROM versions WHERE id = ?', update: 'UPDATE versions SET body = ? WHERE id = ?' },
-      { list: 'SELECT id AS k, length(body) AS n FROM rejected_writes WHERE id > ? ORDER BY id LIMIT 256', read: 'SELECT body FROM rejected_writes WHERE id = ?', update: 'UPDATE rejected_writes SET body = ? WHERE id = ?' },
+      // Legacy rows only: a chunked row's body is in its chunks (below).
+      { list: 'SELECT id AS k, length(body) AS n FROM versions WHERE id > ? AND chunked = 0 ORDER BY id LIMIT 256', read: 'SELECT body FROM versions WHERE id = ?', update: 'UPDATE versions SET body = ? WHERE id = ?' },
+      { list: 'SELECT id AS k, length(body) AS n FROM rejected_writes WHERE id > ? AND chunked = 0 ORDER BY id LIMIT 256', read: 'SELECT body FROM rejected_writes WHERE id = ?', update: 'UPDATE rejected_writes SET body = ? WHERE id = ?' },
       // A re-sent part replaces its row (INSERT OR REPLACE): a new rowid, visited later or already sealed.
       { list: 'SELECT rowid AS k, length(body) AS n FROM upload_parts WHERE rowid > ? ORDER BY rowid LIMIT 256', read: 'SELECT body FROM upload_parts WHERE rowid = ?', update: 'UPDATE upload_parts SET body = ? WHERE rowid = ?' },
     ];
@@ -380,6 +436,12 @@ export class SqliteStore implements Store {
         translateDriverErrors(() => rewriteBatch.immediate(batch));
         after = rows[rows.length - 1]!.k;
       }
+    }
+    if (transformChunk) {
+      const count = { scanned: 0, rewritten: 0 };
+      this.chunks.rewrite(transformChunk, count, translateDriverErrors);
+      scanned += count.scanned;
+      rewritten += count.rewritten;
     }
     if (transformSecret) {
       const secrets = this.db.prepare('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL ORDER BY id');
@@ -507,10 +569,5 @@ function keyRange(column: string, prefix?: string, after?: string): { where: str
   }
   if (after !== undefined) conditions.push(`${column} > ?`), params.push(after);
   return { where: conditions.join(' AND '), params };
-}
-
-function withBody(r: Row | undefined): { meta: VersionMeta; body: Buffer } | null {
-  if (!r) return null;
-  return { meta: mapVersion(r)!, body: r.body as Buffer };
 }
 

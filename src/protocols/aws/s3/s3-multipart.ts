@@ -85,13 +85,15 @@ export async function completeMultipartUpload(deps: AwsDoorDeps, r: AwsRequest, 
     const size = stored.get(part.partNumber)!.size;
     if (size < MIN_PART_SIZE) throw new StatelockError('S3_ENTITY_TOO_SMALL', { part: part.partNumber, size });
   });
-  const bodies: Buffer[] = [];
-  for (const part of requested) {
-    const body = await deps.store.readPart(upload.id, part.partNumber);
-    if (!body) throw new StatelockError('S3_INVALID_PART', { part: part.partNumber, uploadId: upload.id });
-    bodies.push(body);
+  // The parts stream through the same ingest as a PutObject body, one part in memory at a time.
+  async function* parts(): AsyncGenerator<Buffer> {
+    for (const part of requested) {
+      const body = await deps.store.readPart(upload.id, part.partNumber);
+      if (!body) throw new StatelockError('S3_INVALID_PART', { part: part.partNumber, uploadId: upload.id });
+      yield body;
+    }
   }
-  const { versionId } = await writeObject(deps, r, addr, Buffer.concat(bodies));
+  const { versionId } = await writeObject(deps, r, addr, parts());
   await deps.store.deleteUpload(upload.id);
   const etag = quotedEtag(`${multipartMd5(requested.map((p) => stored.get(p.partNumber)!.md5))}-${requested.length}`);
   const location = `${isTls(r) ? 'https' : 'http'}://${header(r, 'host') ?? r.host}/${addr.bucket}/${encodeURI(addr.objectKey)}`;

@@ -2,12 +2,16 @@ import { isAllowed } from '../../../auth/permissions.js';
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../../../server/errors.js';
 import type { AwsDoorDeps, AwsRequest } from '../aws-request.js';
+import { sendStream } from '../../../server/http-io.js';
+import type { BodySource } from '../../../state/state-service.js';
+import type { ByteRange } from '../../../store/content/body-reader.js';
 import type { ObjectAddress } from './s3-addressing.js';
 import { header, httpDate, md5HexOfBase64, quotedEtag, sendS3 } from './s3-response.js';
 
-/** What GetObject/HeadObject serve: the bytes and what S3 says about them. */
+/** What GetObject/HeadObject serve: the bytes (streamed, whole or a range) and what S3 says about them. */
 interface Served {
-  body: Buffer;
+  size: number;
+  stream(range?: ByteRange): AsyncIterable<Buffer>;
   etag: string;
   lastModified: string;
   versionId: string | null;
@@ -23,10 +27,10 @@ interface Served {
  */
 export async function getObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<void> {
   const served = addr.kind === 'lock' ? await readLockObject(deps, r, addr) : await readStateObject(deps, r, addr);
-  const size = served.body.length;
+  const size = served.size;
   const range = parseRange(header(r, 'range'), size);
   const headers: Record<string, string> = {
-    'Content-Type': 'application/json',
+    'x-amz-request-id': r.requestId,
     'Accept-Ranges': 'bytes',
     ETag: served.etag,
     'Last-Modified': httpDate(served.lastModified),
@@ -34,18 +38,19 @@ export async function getObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAd
     ...sseCustomerEcho(r),
     ...responseOverrides(r),
   };
+  // Streamed chunk by chunk: a range reads only the chunks it covers.
+  // response-content-type overrides the type, as on S3.
+  const contentType = headers['Content-Type'] ?? 'application/json';
+  delete headers['Content-Type'];
   if (range) {
-    const part = served.body.subarray(range.start, range.end + 1);
     headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
-    headers['Content-Length'] = String(part.length);
-    sendS3(r, 206, headers, part);
+    await sendStream(r.ctx.req, r.ctx.res, 206, range.end - range.start + 1, served.stream(range), contentType, headers);
     return;
   }
   if (header(r, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') {
     headers['x-amz-checksum-sha256'] = Buffer.from(served.sha256Hex, 'hex').toString('base64');
   }
-  headers['Content-Length'] = String(size);
-  sendS3(r, 200, headers, served.body);
+  await sendStream(r.ctx.req, r.ctx.res, 200, size, served.stream(), contentType, headers);
 }
 
 async function readStateObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<Served> {
@@ -60,7 +65,7 @@ async function readStateObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAdd
     if (!found) throw new StatelockError('S3_NO_SUCH_KEY', { key: addr.objectKey });
   }
   const { meta, body } = found;
-  return { body, etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
+  return { size: meta.size, stream: (range) => body.stream(range), etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
 }
 
 async function readLockObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<Served> {
@@ -71,7 +76,10 @@ async function readLockObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddr
   if (versionId !== null && versionId !== 'null') throw new StatelockError('S3_NO_SUCH_VERSION', { versionId, key: addr.objectKey });
   const body = Buffer.from(lock.raw, 'utf8');
   return {
-    body,
+    size: body.length,
+    stream: async function* (range) {
+      yield range ? body.subarray(range.start, range.end + 1) : body;
+    },
     etag: quotedEtag(createHash('md5').update(body).digest('hex')),
     lastModified: lock.acquiredAt,
     versionId: null,
@@ -117,8 +125,9 @@ export function parseRange(value: string | undefined, size: number): { start: nu
  * @returns the S3 version ID (the version's seq) for states, null for lock files.
  * @throws StatelockError INVALID_STATE, INVALID_LOCK_INFO, S3_LOCK_HELD, LINEAGE_MISMATCH, SERIAL_* …
  */
-export async function writeObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress, body: Buffer): Promise<{ versionId: string | null }> {
+export async function writeObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress, source: BodySource): Promise<{ versionId: string | null }> {
   if (addr.kind === 'lock') {
+    const body = await collect(source); // lock info: a few hundred bytes
     try {
       await deps.locks.lock(addr.stateKey, body, r.ctx.client, { door: 's3' });
     } catch (err) {
@@ -127,15 +136,21 @@ export async function writeObject(deps: AwsDoorDeps, r: AwsRequest, addr: Object
     }
     return { versionId: null };
   }
-  const { version } = await deps.state.write(addr.stateKey, body, null, r.ctx.client, { holderCheck: false });
+  const { version } = await deps.state.write(addr.stateKey, source, null, r.ctx.client, { holderCheck: false });
   return { versionId: String(version.seq) };
+}
+
+async function collect(source: BodySource): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of source) pieces.push(Buffer.from(piece));
+  return Buffer.concat(pieces);
 }
 
 /** PutObject. */
 export async function putObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<void> {
   if (header(r, 'x-amz-copy-source') !== undefined) throw new StatelockError('S3_NOT_IMPLEMENTED', { what: 'CopyObject' });
   const sse = sseEcho(r);
-  const { versionId } = await writeObject(deps, r, addr, r.body);
+  const { versionId } = await writeObject(deps, r, addr, [r.body]);
   sendS3(r, 200, {
     ETag: quotedEtag(createHash('md5').update(r.body).digest('hex')),
     ...(versionId ? { 'x-amz-version-id': versionId } : {}),

@@ -1,0 +1,148 @@
+/**
+ * Content-defined chunking: a gear rolling hash with FastCDC's normalized cut points. A cut falls where
+ * the hash of the last 32 bytes matches a mask, so boundaries follow the content, not the offsets: an
+ * edit in the middle of a state moves the boundaries around it only, and every chunk before and after it
+ * is cut exactly as before — which is what lets versions share chunks.
+ *
+ * The sizes: nothing is cut before `min` bytes (and those bytes are not even hashed); between `min` and
+ * `avg` a cut needs a harder mask (more bits), after `avg` an easier one, which pulls chunk sizes towards
+ * `avg`; `max` is a hard cut. Chosen with the bench's storage suite (bench/README.md): see docs/storage.md.
+ *
+ * The gear table and the masks are part of the storage format in practice: changing them changes where
+ * every new body is cut, so new versions would stop sharing chunks with old ones (nothing would break).
+ */
+
+export interface ChunkSizes {
+  min: number;
+  avg: number;
+  max: number;
+}
+
+export const DEFAULT_CHUNK_SIZES: ChunkSizes = { min: 2 * 1024, avg: 8 * 1024, max: 64 * 1024 };
+
+/** 256 fixed pseudo-random 32-bit values (splitmix32 from a fixed seed): the same on every machine, for ever. */
+const GEAR = (() => {
+  const table = new Int32Array(256);
+  let state = 0x5eed1e55;
+  for (let i = 0; i < 256; i++) {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    table[i] = z ^ (z >>> 16);
+  }
+  return table;
+})();
+
+/** A mask of the top `bits` bits: the high bits of the gear hash depend on the most bytes (up to 32). */
+function topBits(bits: number): number {
+  return (0xffffffff << (32 - bits)) | 0;
+}
+
+/** Incremental: push bytes as they arrive, take the chunks that are finished; end() gives the last one. */
+export class Chunker {
+  private readonly min: number;
+  private readonly avg: number;
+  private readonly max: number;
+  private readonly maskHard: number;
+  private readonly maskEasy: number;
+  private pending: Buffer[] = [];
+  private length = 0;
+  private hash = 0;
+
+  constructor(sizes: ChunkSizes = DEFAULT_CHUNK_SIZES) {
+    if (!(sizes.min > 0 && sizes.min <= sizes.avg && sizes.avg <= sizes.max)) throw new Error(`chunk sizes must be 0 < min <= avg <= max, not ${JSON.stringify(sizes)}`);
+    this.min = sizes.min;
+    this.avg = sizes.avg;
+    this.max = sizes.max;
+    const bits = Math.round(Math.log2(sizes.avg));
+    this.maskHard = topBits(Math.min(31, bits + 2));
+    this.maskEasy = topBits(Math.max(1, bits - 2));
+  }
+
+  /** The chunks completed by these bytes (copies: the input may be reused once this returns). */
+  push(bytes: Uint8Array): Buffer[] {
+    const out: Buffer[] = [];
+    const { min, avg, max, maskHard, maskEasy } = this;
+    let start = 0; // where the current chunk's part of `bytes` begins
+    let i = 0;
+    let length = this.length;
+    let hash = this.hash;
+    const n = bytes.length;
+    while (i < n) {
+      if (length < min) {
+        // The first `min` bytes of a chunk can never end it: skip them without hashing.
+        const skip = Math.min(min - length, n - i);
+        i += skip;
+        length += skip;
+        continue;
+      }
+      let cut = -1; // exclusive end of the chunk in `bytes`
+      if (length < avg) {
+        const from = i;
+        const stop = Math.min(n, i + (avg - length));
+        while (i < stop) {
+          hash = ((hash << 1) + GEAR[bytes[i++]!]!) | 0;
+          if ((hash & maskHard) === 0) {
+            cut = i;
+            break;
+          }
+        }
+        length += i - from;
+      }
+      if (cut < 0 && length >= avg) {
+        const from = i;
+        const stop = Math.min(n, i + (max - length));
+        while (i < stop) {
+          hash = ((hash << 1) + GEAR[bytes[i++]!]!) | 0;
+          if ((hash & maskEasy) === 0) {
+            cut = i;
+            break;
+          }
+        }
+        length += i - from;
+        if (cut < 0 && length >= max) cut = i;
+      }
+      if (cut >= 0) {
+        out.push(this.take(bytes, start, cut));
+        start = cut;
+        length = 0;
+        hash = 0;
+      }
+    }
+    this.length = length;
+    this.hash = hash;
+    if (start < n) this.keep(bytes, start, n);
+    return out;
+  }
+
+  /** The last chunk (empty array for an empty body). */
+  end(): Buffer[] {
+    if (this.length === 0 && this.pending.length === 0) return [];
+    const last = Buffer.concat(this.pending);
+    this.pending = [];
+    this.length = 0;
+    this.hash = 0;
+    return [last];
+  }
+
+  private take(bytes: Uint8Array, from: number, to: number): Buffer {
+    const tail = bytes.subarray(from, to);
+    const chunk = Buffer.allocUnsafe(this.pendingBytes() + tail.length);
+    let at = 0;
+    for (const p of this.pending) at += p.copy(chunk, at);
+    chunk.set(tail, at);
+    this.pending = [];
+    return chunk;
+  }
+
+  private keep(bytes: Uint8Array, from: number, to: number): void {
+    this.pending.push(Buffer.from(bytes.subarray(from, to)));
+  }
+
+  private pendingBytes(): number {
+    let n = 0;
+    for (const p of this.pending) n += p.length;
+    return n;
+  }
+}

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+import type { Digests } from '../../state/state-file.js';
+import type { ChunkRef, Store, StoredChunk } from '../store.js';
+import { Chunker } from './chunker.js';
+import { encodeChunk } from './chunk-codec.js';
+
+/** Plaintext bytes cut into chunks before they are stored as one batch (one putChunks transaction). */
+export const INGEST_BATCH_BYTES = 2 * 1024 * 1024;
+
+export interface IngestResult {
+  digests: Digests;
+  /** The body's manifest: every chunk named here is stored. */
+  chunks: ChunkRef[];
+}
+
+/**
+ * Stores a body as chunks in one pass over its bytes, as they arrive: size, MD5 and SHA-256; `observe`
+ * (the state header reader) sees every byte in order and may throw to refuse the body early; the chunker
+ * cuts; each batch of about INGEST_BATCH_BYTES is compressed on the thread pool (only the chunks the store
+ * does not hold yet: presentChunks) and stored with putChunks while the next batch is read. At most one
+ * batch is being stored while another fills, and the source is not read while a full batch waits for the
+ * one before it: backpressure, so memory stays at a few MiB whatever the body's size.
+ *
+ * Nothing names the chunks until the caller commits a version with the manifest; a body refused after
+ * this (bad digest, invalid state, a rule) leaves them for the sweep.
+ */
+export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, observe?: (bytes: Uint8Array) => void): Promise<IngestResult> {
+  const md5 = createHash('md5');
+  const sha256 = createHash('sha256');
+  const chunker = new Chunker();
+  const refs: ChunkRef[] = [];
+  let size = 0;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> | null = null;
+
+  const flush = async (): Promise<void> => {
+    const pieces = batch;
+    batch = [];
+    batchBytes = 0;
+    const named = pieces.map((plain) => ({ id: store.chunkId(plain), plain }));
+    for (const { id, plain } of named) refs.push({ id, size: plain.length });
+    // Wait for the batch before: at most one is stored at a time, and batches land in order.
+    if (inFlight) await inFlight;
+    inFlight = storeBatch(store, named);
+    inFlight.catch(() => undefined); // observed below, when it is awaited; never an unhandled rejection
+
+  };
+
+  try {
+    for await (const piece of source) {
+      md5.update(piece);
+      sha256.update(piece);
+      size += piece.length;
+      observe?.(piece);
+      for (const chunk of chunker.push(piece)) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+      }
+      if (batchBytes >= INGEST_BATCH_BYTES) await flush();
+    }
+    for (const chunk of chunker.end()) batch.push(chunk);
+    if (batch.length > 0) await flush();
+    if (inFlight) await inFlight;
+  } catch (err) {
+    // Let a batch being stored finish (its chunks are left for the sweep), then report the first failure.
+    if (inFlight) await (inFlight as Promise<void>).catch(() => undefined);
+    throw err;
+  }
+  return { digests: { md5: md5.digest('base64'), sha256: sha256.digest('hex'), size }, chunks: refs };
+}
+
+/** Ingests a body that is already in memory (restore's rewritten header, a test). */
+export function ingestBuffer(store: Store, body: Buffer, observe?: (bytes: Uint8Array) => void): Promise<IngestResult> {
+  return ingest(store, [body], observe);
+}
+
+/** Compresses and stores the chunks of one batch that the store does not already hold. */
+async function storeBatch(store: Store, named: Array<{ id: string; plain: Buffer }>): Promise<void> {
+  const unique = new Map<string, Buffer>();
+  for (const { id, plain } of named) if (!unique.has(id)) unique.set(id, plain);
+  const present = await store.presentChunks([...unique.keys()]);
+  const missing = [...unique].filter(([id]) => !present.has(id));
+  if (missing.length === 0) return;
+  const stored: StoredChunk[] = await Promise.all(
+    missing.map(async ([id, plain]) => {
+      const { codec, data } = await encodeChunk(plain);
+      return { id, size: plain.length, codec, data };
+    }),
+  );
+  await store.putChunks(stored);
+}

@@ -1,0 +1,185 @@
+import type Database from 'better-sqlite3';
+import { StatelockError } from '../../server/errors.js';
+import { CHUNK_RESTAMP_MS, type ChunkCodec, type ChunkRef, type StoredChunk } from '../store.js';
+
+/** Which manifest: a version's or a rejected write's. */
+export type ChunkOwner = 'version' | 'rejected';
+
+/** Rows per sweep transaction: the write lock is held for one batch at a time. */
+const SWEEP_BATCH = 500;
+
+/**
+ * The SQLite side of content-addressed bodies (docs/storage.md): the `chunks` table and the manifests in
+ * `version_chunk_refs` / `rejected_chunk_refs`, which name a chunk by its rowid. Synchronous, like
+ * better-sqlite3; SqliteStore wraps each call in its driver-error translation and its transactions.
+ */
+export class SqliteChunks {
+  private readonly stmt;
+
+  constructor(private readonly db: Database.Database) {
+    const unreferenced = `NOT EXISTS (SELECT 1 FROM version_chunk_refs r WHERE r.chunk = chunks.rowid) AND NOT EXISTS (SELECT 1 FROM rejected_chunk_refs r WHERE r.chunk = chunks.rowid)`;
+    this.stmt = {
+      insert: db.prepare(
+        `INSERT INTO chunks (id, size, codec, stored_at, data) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET stored_at = excluded.stored_at WHERE chunks.stored_at < ?`,
+      ),
+      stamp: db.prepare('SELECT stored_at FROM chunks WHERE id = ?').pluck(),
+      restamp: db.prepare('UPDATE chunks SET stored_at = ? WHERE id = ?'),
+      get: db.prepare('SELECT id, size, codec, data FROM chunks WHERE id = ?'),
+      rowOf: db.prepare('SELECT rowid AS r, size FROM chunks WHERE id = ?'),
+      stats: db.prepare('SELECT count(*) AS n, coalesce(sum(length(data)), 0) AS b FROM chunks'),
+      sweep: db.prepare(`DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE stored_at < ? AND ${unreferenced} LIMIT ${SWEEP_BATCH})`),
+      insertRef: {
+        version: db.prepare('INSERT INTO version_chunk_refs (version_id, n, chunk) VALUES (?, ?, ?)'),
+        rejected: db.prepare('INSERT INTO rejected_chunk_refs (rejected_id, n, chunk) VALUES (?, ?, ?)'),
+      },
+      manifest: {
+        version: db.prepare('SELECT c.id, c.size FROM version_chunk_refs r JOIN chunks c ON c.rowid = r.chunk WHERE r.version_id = ? ORDER BY r.n'),
+        rejected: db.prepare('SELECT c.id, c.size FROM rejected_chunk_refs r JOIN chunks c ON c.rowid = r.chunk WHERE r.rejected_id = ? ORDER BY r.n'),
+      },
+      listForRewrite: db.prepare('SELECT rowid AS k, length(data) AS n FROM chunks WHERE rowid > ? ORDER BY rowid LIMIT 256'),
+      readForRewrite: db.prepare('SELECT id, size, codec, data FROM chunks WHERE rowid = ?'),
+      updateInPlace: db.prepare('UPDATE chunks SET id = ?, codec = ?, data = ? WHERE rowid = ?'),
+      moveVersionRefs: db.prepare('UPDATE version_chunk_refs SET chunk = ? WHERE chunk = ?'),
+      moveRejectedRefs: db.prepare('UPDATE rejected_chunk_refs SET chunk = ? WHERE chunk = ?'),
+      deleteRow: db.prepare('DELETE FROM chunks WHERE rowid = ?'),
+    };
+  }
+
+  /**
+   * Stores chunks in one transaction without waiting for the disk: `synchronous = NORMAL` for this one
+   * commit. It becomes durable with the next FULL commit (the version naming it), because the WAL is
+   * written and synced in commit order; a crash before that loses only chunks nothing names yet.
+   */
+  put(chunks: readonly StoredChunk[]): void {
+    if (chunks.length === 0) return;
+    // ---- Body write starts here: the single place for the disk-space check (src/store/sqlite/disk-reserve.ts). ----
+    const now = new Date();
+    const stampedAt = now.toISOString();
+    const restampBefore = new Date(now.getTime() - CHUNK_RESTAMP_MS).toISOString();
+    const run = this.db.transaction(() => {
+      for (const c of chunks) this.stmt.insert.run(c.id, c.size, c.codec, stampedAt, c.data, restampBefore);
+    });
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      run.immediate();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  /** The ids already stored; stale stamps among them are moved forward (a row the sweep took meanwhile is absent). */
+  present(ids: readonly string[]): Set<string> {
+    const now = new Date();
+    const restampBefore = new Date(now.getTime() - CHUNK_RESTAMP_MS).toISOString();
+    const found = new Set<string>();
+    const stale: string[] = [];
+    for (const id of ids) {
+      const stamp = this.stmt.stamp.get(id) as string | undefined;
+      if (stamp === undefined) continue;
+      if (stamp < restampBefore) stale.push(id);
+      else found.add(id);
+    }
+    if (stale.length > 0) {
+      const stampedAt = now.toISOString();
+      this.db
+        .transaction(() => {
+          for (const id of stale) if (this.stmt.restamp.run(stampedAt, id).changes === 1) found.add(id);
+        })
+        .immediate();
+    }
+    return found;
+  }
+
+  get(ids: readonly string[]): StoredChunk[] {
+    return ids.map((id) => {
+      const row = this.stmt.get.get(id) as { id: string; size: number; codec: ChunkCodec; data: Buffer } | undefined;
+      if (!row) throw new StatelockError('CHUNK_MISSING', { id, context: 'asked for by a reader' });
+      return row;
+    });
+  }
+
+  /** Writes a manifest, inside the caller's transaction; a chunk that is not stored rolls it all back. */
+  writeRefs(owner: ChunkOwner, ownerId: number | bigint, refs: readonly ChunkRef[]): void {
+    const insert = this.stmt.insertRef[owner];
+    refs.forEach((ref, n) => {
+      const row = this.stmt.rowOf.get(ref.id) as { r: number; size: number } | undefined;
+      if (!row) throw new StatelockError('CHUNK_MISSING', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}; nothing was stored` });
+      if (row.size !== ref.size) throw new Error(`chunk ${ref.id} holds ${row.size} bytes, the manifest says ${ref.size}`);
+      insert.run(ownerId, n, row.r);
+    });
+  }
+
+  manifest(owner: ChunkOwner, ownerId: number): ChunkRef[] {
+    return this.stmt.manifest[owner].all(ownerId) as ChunkRef[];
+  }
+
+  /** Deletes unreferenced chunks stamped before `olderThan`, one batch per transaction. */
+  sweep(olderThan: string): number {
+    let total = 0;
+    const batch = this.db.transaction(() => this.stmt.sweep.run(olderThan).changes);
+    for (;;) {
+      const n = batch.immediate();
+      total += n;
+      if (n < SWEEP_BATCH) return total;
+    }
+  }
+
+  stats(): { chunks: number; storedBytes: number } {
+    const r = this.stmt.stats.get() as { n: number; b: number };
+    return { chunks: r.n, storedBytes: r.b };
+  }
+
+  /**
+   * rewriteBodies for chunks: batches of at most 64 rows or 64 MiB, each one IMMEDIATE transaction that
+   * reads the rows it rewrites (a row re-filed or merged meanwhile by another rewrite is seen as it now is).
+   */
+  rewrite(transform: (chunk: StoredChunk) => StoredChunk | null, count: { scanned: number; rewritten: number }, translate: <T>(fn: () => T) => T): void {
+    const rewriteBatch = this.db.transaction((ks: number[]) => {
+      for (const k of ks) {
+        const row = this.stmt.readForRewrite.get(k) as StoredChunk | undefined;
+        if (!row) continue;
+        count.scanned++;
+        const next = transform(row);
+        if (!next) continue;
+        count.rewritten++;
+        if (next.id === row.id) {
+          this.stmt.updateInPlace.run(row.id, next.codec, next.data, k);
+          continue;
+        }
+        const existing = this.stmt.rowOf.get(next.id) as { r: number } | undefined;
+        if (existing) {
+          // Equal ids are equal plaintext: the stored row stands for both; the old one goes.
+          this.stmt.moveVersionRefs.run(existing.r, k);
+          this.stmt.moveRejectedRefs.run(existing.r, k);
+          this.stmt.deleteRow.run(k);
+        } else {
+          // Same rowid, new name: the refs (by rowid) follow without being touched.
+          this.stmt.updateInPlace.run(next.id, next.codec, next.data, k);
+        }
+      }
+    });
+    const BATCH_ROWS = 64;
+    const BATCH_BYTES = 64 * 1024 * 1024;
+    let after = 0;
+    for (;;) {
+      const rows = translate(() => this.stmt.listForRewrite.all(after)) as Array<{ k: number; n: number }>;
+      if (rows.length === 0) return;
+      let batch: number[] = [];
+      let bytes = 0;
+      for (const { k, n } of rows) {
+        if (batch.length > 0 && (batch.length >= BATCH_ROWS || bytes + n > BATCH_BYTES)) {
+          const b = batch;
+          translate(() => rewriteBatch.immediate(b));
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(k);
+        bytes += n;
+      }
+      const b = batch;
+      translate(() => rewriteBatch.immediate(b));
+      after = rows[rows.length - 1]!.k;
+    }
+  }
+}
