@@ -78,15 +78,29 @@ export function declaredMd5(req: IncomingMessage): string | undefined {
  * read at all still gets a clean error answer; a failure after that destroys the socket (the client sees a
  * short body against the Content-Length, never a wrong whole one). HEAD gets the headers only.
  */
-export async function sendStream(req: IncomingMessage, res: ServerResponse, status: number, size: number, body: AsyncIterable<Buffer>, contentType: string, headers: Record<string, string> = {}): Promise<void> {
+export async function sendStream(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  size: number,
+  body: AsyncIterable<Buffer | Buffer[]>,
+  contentType: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const pieces = body[Symbol.asyncIterator]();
   const head = req.method === 'HEAD';
-  let next = head ? ({ done: true, value: undefined } as IteratorResult<Buffer>) : await pieces.next();
+  let next = head ? ({ done: true, value: undefined } as IteratorResult<Buffer | Buffer[]>) : await pieces.next();
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': String(size), ...headers });
   try {
     while (!next.done) {
       if (res.destroyed) return;
-      if (!res.write(next.value)) await drained(res);
+      // An array (a batch of chunks) goes out as one write: corked, then flushed together.
+      const batch = Array.isArray(next.value) ? next.value : [next.value];
+      let room = true;
+      res.cork();
+      for (const b of batch) room = res.write(b);
+      res.uncork();
+      if (!room) await drained(res);
       next = await pieces.next();
     }
     res.end();

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
-import { isUtf8 } from 'node:buffer';
-import { JsonSyntaxError, scanTopLevelObject } from './json-scan.js';
+import { InvalidUtf8Error, JsonStreamScanner, JsonSyntaxError } from './json-stream-scan.js';
 
 /** What the server may read from a state body: its top-level serial and lineage (the only fields OpenTofu's encrypted envelope keeps in the clear). */
 export interface StateHeader {
@@ -18,40 +17,70 @@ export interface Digests {
   size: number;
 }
 
+/** Bound on the raw JSON bytes kept of `serial` and `lineage` (a lineage is a UUID; a serial a few digits). */
+export const HEADER_VALUE_LIMIT = 4096;
+
+/**
+ * Reads serial/lineage/encrypted from a state body fed in pieces; the same checks and the same INVALID_STATE
+ * reasons as parseStateHeader. The body is checked as it arrives (valid UTF-8, exactly one JSON object) and
+ * never held: memory stays a few KiB whatever the state's size, so a 100 MiB write costs no 100 MiB copy.
+ * Only a `serial` or `lineage` whose JSON is over {@link HEADER_VALUE_LIMIT} bytes is refused for its size.
+ */
+export class StateHeaderReader {
+  private readonly scanner = new JsonStreamScanner({ capture: ['serial', 'lineage'], presence: ['version', 'encrypted_data'], captureLimit: HEADER_VALUE_LIMIT });
+
+  /** Feeds the next bytes (any split: inside a UTF-8 sequence, a string escape, a number, a literal). @throws StatelockError INVALID_STATE at the first error. */
+  push(bytes: Uint8Array): void {
+    try {
+      this.scanner.push(bytes);
+    } catch (err) {
+      throw this.refusal(err);
+    }
+  }
+
+  /** The body is complete. @throws StatelockError INVALID_STATE when it is not one JSON object with an integer serial and a string lineage. */
+  end(): StateHeader {
+    try {
+      this.scanner.end();
+    } catch (err) {
+      throw this.refusal(err);
+    }
+    const serialValue = this.scanner.memberValue('serial');
+    const lineageValue = this.scanner.memberValue('lineage');
+    // A value over the bound is a serial of more than 4096 characters (never a safe integer in practice) or a
+    // lineage no client makes: refused rather than kept, so memory stays bounded.
+    const serial = serialValue?.raw ? (JSON.parse(utf8(serialValue.raw)) as unknown) : undefined;
+    if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
+      throw invalidState('"serial" must be a non-negative integer');
+    }
+    if (lineageValue?.tooLarge && lineageValue.firstByte === 0x22) throw invalidState(`"lineage" must be at most ${HEADER_VALUE_LIMIT} bytes of JSON`);
+    const lineage = lineageValue?.raw ? (JSON.parse(utf8(lineageValue.raw)) as unknown) : undefined;
+    if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
+    const encrypted = this.scanner.memberValue('encrypted_data') !== undefined && this.scanner.memberValue('version') === undefined;
+    return { serial, lineage, encrypted };
+  }
+
+  private refusal(err: unknown): unknown {
+    if (err instanceof InvalidUtf8Error) return invalidState('the body is not valid UTF-8');
+    if (!(err instanceof JsonSyntaxError)) return err;
+    // As before: a body whose first non-blank byte is not "{" (or that is blank but not empty) is "not a JSON object".
+    const notAnObject = this.scanner.bytesPushed > 0 && !this.scanner.startedObject;
+    return invalidState(notAnObject ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})`);
+  }
+}
+
 /**
  * Reads serial and lineage from a state body without judging anything else in it: plaintext v4 states
  * and OpenTofu encrypted envelopes both qualify.
  * @throws StatelockError INVALID_STATE when the body is not a JSON object with an integer serial and a string lineage.
  */
 export function parseStateHeader(body: Buffer): StateHeader {
-  // Checked in place: decoding a large state into a string and an object graph would cost several copies of it.
-  if (!isUtf8(body)) throw invalidState('the body is not valid UTF-8');
-  let members: Map<string, { start: number; end: number }>;
-  try {
-    members = scanTopLevelObject(body).members;
-  } catch (err) {
-    if (!(err instanceof JsonSyntaxError)) throw err;
-    throw invalidState(body.length > 0 && body[firstNonSpace(body)] !== 0x7b ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})`);
-  }
-  const read = (key: string): unknown => {
-    const span = members.get(key);
-    return span ? JSON.parse(body.subarray(span.start, span.end).toString('utf8')) : undefined;
-  };
-  const serial = read('serial');
-  const lineage = read('lineage');
-  if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
-    throw invalidState('"serial" must be a non-negative integer');
-  }
-  if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
-  const encrypted = members.has('encrypted_data') && !members.has('version');
-  return { serial, lineage, encrypted };
+  const reader = new StateHeaderReader();
+  reader.push(body);
+  return reader.end();
 }
 
-function firstNonSpace(b: Buffer): number {
-  let i = 0;
-  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
-  return i;
-}
+const utf8 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 
 export function digest(body: Buffer): Digests {
   return {

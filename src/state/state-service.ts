@@ -1,7 +1,7 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import type { BodyContent, Decision, KeySnapshot, RejectedWrite, Store, VersionMeta } from '../store/store.js';
-import { StateHeaderReader } from './state-header-reader-shim.js';
+import { StateHeaderReader, type Digests } from './state-file.js';
 import { BodyReader } from '../store/content/body-reader.js';
 import { ingest } from '../store/content/ingest.js';
 import { decideDelete, decideWrite } from './write-rules.js';
@@ -92,15 +92,23 @@ export class StateService {
   /**
    * Stores `source` as the key's next version if the consistency rules allow it. The body streams through
    * the ingest (src/store/content/ingest.ts) — digests, the header reader and the chunk store in one pass —
-   * and only then is the version committed; `expectedMd5` (Content-MD5, base64) is checked before that.
+   * and only then is the version committed; `expectedMd5` (Content-MD5, base64) and `verify` (a door's own
+   * checks of the whole body's digests) are checked before that.
    * @throws StatelockError CONTENT_MD5_MISMATCH, INVALID_STATE (nothing stored), STATE_LOCKED /
    *   STATE_LOCKED_NO_ID (423), LINEAGE_MISMATCH / SERIAL_LOWER / SERIAL_SAME_DIFFERENT_CONTENT (409,
    *   audited as refused); whatever the source throws (PAYLOAD_TOO_LARGE, REQUEST_ABORTED …).
    */
-  async write(key: string, source: BodySource, lockId: string | null, client: ClientContext, opts: { holderCheck?: boolean; expectedMd5?: string } = {}): Promise<WriteResult> {
+  async write(
+    key: string,
+    source: BodySource,
+    lockId: string | null,
+    client: ClientContext,
+    opts: { holderCheck?: boolean; expectedMd5?: string; verify?: (digests: Digests) => void } = {},
+  ): Promise<WriteResult> {
     const reader = new StateHeaderReader();
     const { digests: sums, chunks } = await ingest(this.store, source, (bytes) => reader.push(bytes));
     if (opts.expectedMd5 !== undefined && opts.expectedMd5 !== sums.md5) throw new StatelockError('CONTENT_MD5_MISMATCH', { given: opts.expectedMd5, actual: sums.md5 });
+    opts.verify?.(sums); // the door's own checks of the whole body (S3: payload hash, checksums), before any commit
     const header = reader.end();
     const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
     try {

@@ -218,3 +218,14 @@ describe('verifyChecksums', () => {
     });
   });
 });
+
+test('running checksums over pieces equal the one-shot values (streamed PutObject bodies)', async () => {
+  const { runningChecksum, computeChecksum, computeContentMd5 } = await import('../../src/protocols/aws/checksums.js');
+  const body = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * 31 + (i >> 7)) & 0xff));
+  for (const alg of ['crc32', 'crc32c', 'crc64nvme', 'sha1', 'sha256', 'md5'] as const) {
+    const running = runningChecksum(alg);
+    for (let at = 0; at < body.length; at += 7919) running.update(body.subarray(at, at + 7919));
+    assert.equal(running.digest(), alg === 'md5' ? computeContentMd5(body) : computeChecksum(alg, body), alg);
+  }
+  assert.equal(runningChecksum('crc64nvme').digest(), computeChecksum('crc64nvme', Buffer.alloc(0)), 'no bytes at all');
+});

@@ -177,7 +177,7 @@ export class ApiDoor {
     if (id < 0) throw new StatelockError('INVALID_QUERY', { name: 'id', reason: 'the rejected write to download, from GET /api/v1/rejected/<key>' });
     const found = await this.state.readRejected(key, id);
     if (!found) throw new StatelockError('REJECTED_WRITE_NOT_FOUND', { key, id });
-    await sendStream(ctx.req, ctx.res, 200, found.meta.size, found.body.stream(), 'application/json', { 'X-Statelock-Lock-Id': found.meta.lockId, 'X-Statelock-Serial': String(found.meta.serial) });
+    await sendStream(ctx.req, ctx.res, 200, found.meta.size, found.body.batches(), 'application/json', { 'X-Statelock-Lock-Id': found.meta.lockId, 'X-Statelock-Serial': String(found.meta.serial) });
   }
 
   private async createSession(ctx: RequestContext) {
@@ -230,7 +230,7 @@ export class ApiDoor {
     const found = which ? await this.state.readVersion(key, which) : await this.state.read(key);
     if (!found) throw which ? new StatelockError('VERSION_NOT_FOUND', { key, which: 'seq' in which ? `seq ${which.seq}` : `with serial ${which.serial}` }) : new StatelockError('STATE_NOT_FOUND', { key });
     const download: Record<string, string> = boolParam(ctx, 'download') ? { 'Content-Disposition': `attachment; filename="${downloadName(key, found.meta.seq, found.meta.serial)}"` } : {};
-    await sendStream(ctx.req, ctx.res, 200, found.meta.size, found.body.stream(), 'application/json', {
+    await sendStream(ctx.req, ctx.res, 200, found.meta.size, found.body.batches(), 'application/json', {
       ...download,
       'Content-MD5': found.meta.md5,
       'X-Statelock-Seq': String(found.meta.seq),

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../../auth/authenticator.js';
-import { readRawBody } from '../../server/http-io.js';
+import { bodyStream, readRawBody } from '../../server/http-io.js';
+import type { Digests } from '../../state/state-file.js';
 import { StatelockError } from '../../server/errors.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { decodeAwsChunked, isAwsChunked } from './aws-chunked.js';
 import type { AwsDoorDeps, AwsRequest, AwsService } from './aws-request.js';
-import { verifyChecksums } from './checksums.js';
+import { verifyChecksums, verifyChecksumsStreaming } from './checksums.js';
 import { DynamoDbDoor } from './dynamodb/dynamodb-door.js';
 import { S3Door } from './s3/s3-door.js';
 import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, verifySignature, verifyStreamingSignatures, type SignedRequest } from './sigv4.js';
@@ -85,6 +86,16 @@ export class AwsDoor {
       if (!declaredHash) throw new StatelockError('AWS_AUTH_MALFORMED', { reason: 'S3 requests must carry x-amz-content-sha256' });
       if (secret !== null) verifySignature(signed, auth, secret, declaredHash);
     }
+    const query = new URLSearchParams(parseRawQuery(rawQuery));
+    const plainPayload = declaredHash === 'UNSIGNED-PAYLOAD' || (declaredHash !== undefined && /^[0-9a-f]{64}$/i.test(declaredHash));
+    if (service === 's3' && plainPayload && !isAwsChunked(req.headers) && this.s3.streamsBody(ctx.method, hostOf(req), rawPath, query, req.headers)) {
+      // A state object's body streams into the store; what the buffered path checks here is checked as it
+      // streams and before anything is committed (see streamedPayload).
+      const { stream, verifyBody, checksums } = streamedPayload(req, this.maxBodyBytes, declaredHash!);
+      const r: AwsRequest = { ctx, service, method: ctx.method, rawPath, rawQuery, query, host: hostOf(req), region: auth.region, accessKeyId: auth.accessKeyId, body: Buffer.alloc(0), bodyStream: stream, verifyBody, checksums, requestId: answering.requestId };
+      ctx.client.principal = principal.kind === 'anonymous' ? `aws:${auth.accessKeyId}` : principal.name;
+      return this.s3.handle(r);
+    }
     const raw = await readRawBody(req, this.maxBodyBytes);
     if (service !== 's3' && secret !== null) verifySignature(signed, auth, secret, raw.length === 0 ? EMPTY_SHA256 : sha256Hex(raw));
 
@@ -117,7 +128,7 @@ export class AwsDoor {
       rawPath,
       rawQuery,
       // Decoded as the signature decodes it: a raw '+' is a plus, not a space (URLSearchParams would say space).
-      query: new URLSearchParams(parseRawQuery(rawQuery)),
+      query,
       host: hostOf(req),
       region: auth.region,
       accessKeyId: auth.accessKeyId,
@@ -169,4 +180,31 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 
 function sha256Hex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
+}
+
+/**
+ * A plain S3 body as it arrives (the size limit applies), with the checks the buffered path makes on the
+ * whole body: the CRCs and SHA-1 of x-amz-checksum-* run over the pieces; the declared payload hash,
+ * Content-MD5 and x-amz-checksum-sha256 are compared with the digests the ingest computes in the same
+ * pass, by `verifyBody`, which the writer calls before it commits. `checksums` is filled then.
+ */
+function streamedPayload(req: IncomingMessage, limit: number, declaredHash: string) {
+  // As the buffered path: a declared length over the limit is refused before anything else is looked at.
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+  const checks = verifyChecksumsStreaming(req.headers); // malformed values are refused before a byte is read
+  const checksums: Record<string, string> = {};
+  async function* stream(): AsyncGenerator<Buffer> {
+    for await (const piece of bodyStream(req, limit)) {
+      checks.update(piece);
+      yield piece;
+    }
+  }
+  const verifyBody = (digests: Digests): void => {
+    if (declaredHash !== 'UNSIGNED-PAYLOAD' && digests.sha256 !== declaredHash.toLowerCase()) {
+      throw new StatelockError('AWS_PAYLOAD_HASH_MISMATCH', { given: declaredHash, actual: digests.sha256 });
+    }
+    Object.assign(checksums, checks.finish(digests));
+  };
+  return { stream: stream(), verifyBody, checksums };
 }

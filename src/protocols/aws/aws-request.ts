@@ -2,6 +2,7 @@ import type { RequestContext } from '../../server/request-context.js';
 import type { LockService } from '../../lock/lock-service.js';
 import type { StateService } from '../../state/state-service.js';
 import type { Store } from '../../store/store.js';
+import type { Digests } from '../../state/state-file.js';
 
 export type AwsService = 's3' | 'dynamodb' | 'sts';
 
@@ -24,8 +25,16 @@ export interface AwsRequest {
   /** The credential scope's region. */
   region: string;
   accessKeyId: string;
-  /** The request body, decoded from aws-chunked when it was sent so, and verified. */
+  /** The request body, decoded from aws-chunked when it was sent so, and verified. Empty when `bodyStream` is set. */
   body: Buffer;
+  /**
+   * PutObject of a state object with a plain (not aws-chunked) body: the body as it arrives, not read yet,
+   * so that it streams into the store. Its signature covered the headers; the payload hash, Content-MD5 and
+   * x-amz-checksum-* are checked by `verifyBody`, which the writer calls with the body's digests before it
+   * commits anything (the CRCs are computed while the stream is read).
+   */
+  bodyStream?: AsyncIterable<Buffer>;
+  verifyBody?: (digests: Digests) => void;
   /** Verified checksums: algorithm (crc32, crc32c, crc64nvme, sha1, sha256, md5) → base64 value. */
   checksums: Record<string, string>;
   /** Sent back as x-amz-request-id / x-amzn-RequestId and in error bodies. */

@@ -39,27 +39,27 @@ function crc32Table(reflectedPoly: number): Uint32Array {
 const CRC32_IEEE_TABLE = crc32Table(0xedb88320);
 const CRC32C_TABLE = crc32Table(0x82f63b78);
 
-/** A reflected 32-bit CRC with init and final xor 0xFFFFFFFF (CRC-32 and CRC-32C). */
-function reflectedCrc32(table: Uint32Array, data: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (let i = 0; i < data.length; i++) crc = (crc >>> 8) ^ table[(crc ^ data[i]) & 0xff];
+/** A reflected 32-bit CRC with init and final xor 0xFFFFFFFF (CRC-32 and CRC-32C); `previous` continues one. */
+function reflectedCrc32(table: Uint32Array, data: Uint8Array, previous = 0): number {
+  let crc = (previous ^ 0xffffffff) >>> 0;
+  for (let i = 0; i < data.length; i++) crc = (crc >>> 8) ^ table[(crc ^ data[i]!) & 0xff]!;
   return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** CRC-32 (IEEE 802.3) by table: the fallback when node lacks zlib.crc32 (added in node 20.15). */
-export function crc32Js(data: Uint8Array): number {
-  return reflectedCrc32(CRC32_IEEE_TABLE, data);
+export function crc32Js(data: Uint8Array, previous = 0): number {
+  return reflectedCrc32(CRC32_IEEE_TABLE, data, previous);
 }
 
 /** CRC-32 (IEEE 802.3, as zlib and S3 `crc32`): node's native zlib.crc32 where present, else the table. */
-export function crc32(data: Uint8Array): number {
-  if (typeof zlib.crc32 === 'function') return zlib.crc32(data) >>> 0;
-  return crc32Js(data);
+export function crc32(data: Uint8Array, previous = 0): number {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(data, previous) >>> 0;
+  return crc32Js(data, previous);
 }
 
 /** CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), S3 `crc32c`. */
-export function crc32c(data: Uint8Array): number {
-  return reflectedCrc32(CRC32C_TABLE, data);
+export function crc32c(data: Uint8Array, previous = 0): number {
+  return reflectedCrc32(CRC32C_TABLE, data, previous);
 }
 
 /**
@@ -81,20 +81,47 @@ const CRC64_NVME_TABLE = ((): { hi: Uint32Array; lo: Uint32Array } => {
   return { hi, lo };
 })();
 
-/** CRC-64/NVME (reflected, init and final xor all ones), S3 `crc64nvme`, as 8 big-endian bytes. */
-export function crc64nvme(data: Uint8Array): Buffer {
+/** CRC-64/NVME (reflected, init and final xor all ones), S3 `crc64nvme`, as 8 big-endian bytes; `previous` continues one. */
+export function crc64nvme(data: Uint8Array, previous?: Buffer): Buffer {
   const { hi: tableHi, lo: tableLo } = CRC64_NVME_TABLE;
-  let hi = 0xffffffff;
-  let lo = 0xffffffff;
+  let hi = previous ? (previous.readUInt32BE(0) ^ 0xffffffff) >>> 0 : 0xffffffff;
+  let lo = previous ? (previous.readUInt32BE(4) ^ 0xffffffff) >>> 0 : 0xffffffff;
   for (let i = 0; i < data.length; i++) {
-    const index = (lo ^ data[i]) & 0xff;
-    lo = ((lo >>> 8) | ((hi & 0xff) << 24)) ^ tableLo[index];
-    hi = (hi >>> 8) ^ tableHi[index];
+    const index = (lo ^ data[i]!) & 0xff;
+    lo = ((lo >>> 8) | ((hi & 0xff) << 24)) ^ tableLo[index]!;
+    hi = (hi >>> 8) ^ tableHi[index]!;
   }
   const out = Buffer.alloc(8);
   out.writeUInt32BE((hi ^ 0xffffffff) >>> 0, 0);
   out.writeUInt32BE((lo ^ 0xffffffff) >>> 0, 4);
   return out;
+}
+
+/** A checksum computed over a body that arrives in pieces. */
+export interface RunningChecksum {
+  update(data: Uint8Array): void;
+  /** base64 of the big-endian digest, as the header carries it. */
+  digest(): string;
+}
+
+/** The running form of `alg`, for bodies that are verified while they stream (see verifyChecksumsStreaming). */
+export function runningChecksum(alg: ChecksumAlgorithm | 'md5'): RunningChecksum {
+  switch (alg) {
+    case 'crc32':
+    case 'crc32c': {
+      const step = alg === 'crc32' ? crc32 : crc32c;
+      let value = 0;
+      return { update: (d) => void (value = step(d, value)), digest: () => uint32Bytes(value).toString('base64') };
+    }
+    case 'crc64nvme': {
+      let value: Buffer | undefined;
+      return { update: (d) => void (value = crc64nvme(d, value)), digest: () => (value ?? crc64nvme(new Uint8Array(0))).toString('base64') };
+    }
+    default: {
+      const hash = createHash(alg);
+      return { update: (d) => void hash.update(d), digest: () => hash.digest('base64') };
+    }
+  }
 }
 
 /** A 32-bit value as 4 big-endian bytes. */
@@ -193,4 +220,35 @@ export function verifyChecksums(
   const md5 = headerText(headers['content-md5']);
   if (md5 !== undefined) verified['md5'] = verifyOne('Content-MD5', md5, 'md5', body);
   return verified;
+}
+
+/**
+ * verifyChecksums for a body that streams (no trailers: aws-chunked bodies are not streamed). Every value's
+ * format is checked at once (AWS_INVALID_DIGEST before a byte is read); `update` sees the body's pieces for
+ * the CRCs and SHA-1; `finish` takes the MD5 and SHA-256 the ingest computed anyway (rather than computing
+ * them a second time), compares everything (AWS_BAD_DIGEST) and returns what verifyChecksums would have.
+ */
+export function verifyChecksumsStreaming(headers: IncomingHttpHeaders): { update(data: Uint8Array): void; finish(digests: { md5: string; sha256: string }): Record<string, string> } {
+  const given: Array<{ key: ChecksumAlgorithm | 'md5'; header: string; value: string }> = [];
+  for (const alg of CHECKSUM_ALGORITHMS) {
+    const name = `x-amz-checksum-${alg}`;
+    const value = headerText(headers[name]);
+    if (value !== undefined) given.push({ key: alg, header: name, value: value.trim() });
+  }
+  const md5 = headerText(headers['content-md5']);
+  if (md5 !== undefined) given.push({ key: 'md5', header: 'Content-MD5', value: md5.trim() });
+  for (const g of given) checkDigestFormat(g.header, g.value, DIGEST_BYTES[g.key]);
+  const running = new Map(given.filter((g) => g.key !== 'md5' && g.key !== 'sha256').map((g) => [g.key, runningChecksum(g.key)]));
+  return {
+    update: (data) => running.forEach((r) => r.update(data)),
+    finish: (digests) => {
+      const verified: Record<string, string> = {};
+      for (const g of given) {
+        const actual = g.key === 'md5' ? digests.md5 : g.key === 'sha256' ? Buffer.from(digests.sha256, 'hex').toString('base64') : running.get(g.key)!.digest();
+        if (actual !== g.value) throw new StatelockError('AWS_BAD_DIGEST', { header: g.header, given: g.value, actual });
+        verified[g.key] = actual;
+      }
+      return verified;
+    },
+  };
 }

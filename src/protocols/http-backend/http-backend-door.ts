@@ -27,7 +27,7 @@ export class HttpBackendDoor {
         ctx.authorize('read', key);
         const current = await this.state.read(key);
         if (!current) throw new StatelockError('STATE_NOT_FOUND', { key });
-        await sendStream(ctx.req, ctx.res, 200, current.meta.size, current.body.stream(), 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
+        await sendStream(ctx.req, ctx.res, 200, current.meta.size, current.body.batches(), 'application/json', { 'Content-MD5': current.meta.md5, ETag: `"${current.meta.sha256}"` });
         return;
       }
       case 'POST':

@@ -60,7 +60,11 @@ export class Chunker {
     this.maskEasy = topBits(Math.max(1, bits - 2));
   }
 
-  /** The chunks completed by these bytes (copies: the input may be reused once this returns). */
+  /**
+   * The chunks completed by these bytes. They may be views of the input (and the chunker keeps views of an
+   * unfinished chunk's bytes): the caller must not reuse or change an input buffer afterwards. Request bodies
+   * and buffers read from the database never are.
+   */
   push(bytes: Uint8Array): Buffer[] {
     const out: Buffer[] = [];
     const { min, avg, max, maskHard, maskEasy } = this;
@@ -119,7 +123,7 @@ export class Chunker {
   /** The last chunk (empty array for an empty body). */
   end(): Buffer[] {
     if (this.length === 0 && this.pending.length === 0) return [];
-    const last = Buffer.concat(this.pending);
+    const last = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     this.pending = [];
     this.length = 0;
     this.hash = 0;
@@ -128,6 +132,8 @@ export class Chunker {
 
   private take(bytes: Uint8Array, from: number, to: number): Buffer {
     const tail = bytes.subarray(from, to);
+    // A chunk inside one input piece is a view of it (no copy; most chunks are); one that spans pieces is joined.
+    if (this.pending.length === 0) return Buffer.from(tail.buffer, tail.byteOffset, tail.length);
     const chunk = Buffer.allocUnsafe(this.pendingBytes() + tail.length);
     let at = 0;
     for (const p of this.pending) at += p.copy(chunk, at);
@@ -137,7 +143,8 @@ export class Chunker {
   }
 
   private keep(bytes: Uint8Array, from: number, to: number): void {
-    this.pending.push(Buffer.from(bytes.subarray(from, to)));
+    const rest = bytes.subarray(from, to);
+    this.pending.push(Buffer.from(rest.buffer, rest.byteOffset, rest.length));
   }
 
   private pendingBytes(): number {

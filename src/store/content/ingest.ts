@@ -7,6 +7,9 @@ import { encodeChunk } from './chunk-codec.js';
 /** Plaintext bytes cut into chunks before they are stored as one batch (one putChunks transaction). */
 export const INGEST_BATCH_BYTES = 2 * 1024 * 1024;
 
+/** Chunks being deflated at once per ingest (the libuv pool has 4 threads by default). */
+const DEFLATE_CONCURRENCY = 4;
+
 export interface IngestResult {
   digests: Digests;
   /** The body's manifest: every chunk named here is stored. */
@@ -44,7 +47,6 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
     if (inFlight) await inFlight;
     inFlight = storeBatch(store, named);
     inFlight.catch(() => undefined); // observed below, when it is awaited; never an unhandled rejection
-
   };
 
   try {
@@ -82,11 +84,18 @@ async function storeBatch(store: Store, named: Array<{ id: string; plain: Buffer
   const present = await store.presentChunks([...unique.keys()]);
   const missing = [...unique].filter(([id]) => !present.has(id));
   if (missing.length === 0) return;
-  const stored: StoredChunk[] = await Promise.all(
-    missing.map(async ([id, plain]) => {
+  // A few deflates at a time (each holds ~256 KiB of zlib state until it runs): enough to keep the thread
+  // pool busy, without a context per chunk of the batch allocated up front.
+  const stored: StoredChunk[] = new Array(missing.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < missing.length) {
+      const i = next++;
+      const [id, plain] = missing[i]!;
       const { codec, data } = await encodeChunk(plain);
-      return { id, size: plain.length, codec, data };
-    }),
-  );
+      stored[i] = { id, size: plain.length, codec, data };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DEFLATE_CONCURRENCY, missing.length) }, worker));
   await store.putChunks(stored);
 }

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { awsErrorName, StatelockError } from '../../../server/errors.js';
 import type { AwsDoorDeps, AwsRequest } from '../aws-request.js';
 import { xmlEscape } from '../xml-escape.js';
@@ -36,6 +36,22 @@ const SUBRESOURCES = [
  */
 export class S3Door {
   constructor(private readonly deps: AwsDoorDeps) {}
+
+  /**
+   * Whether this request is a PutObject of a state object, whose body the AWS door may hand over unread
+   * (AwsRequest.bodyStream). Anything doubtful (an invalid key, a copy, a sub-resource) says no and is read
+   * whole as before, so its errors stay exactly as they were.
+   */
+  streamsBody(method: string, host: string, rawPath: string, query: URLSearchParams, headers: IncomingHttpHeaders): boolean {
+    if (method !== 'PUT' || headers['x-amz-copy-source'] !== undefined) return false;
+    if (SUBRESOURCES.some((s) => query.has(s)) || query.has('partNumber')) return false;
+    try {
+      const target = resolveTarget(host, rawPath, this.deps.s3Domains);
+      return target.bucket !== null && target.objectKey !== null && objectAddress(target.bucket, target.objectKey).kind === 'state';
+    } catch {
+      return false;
+    }
+  }
 
   /** r.service === 's3'. Answers with the S3 response; throws StatelockError for refusals. */
   async handle(r: AwsRequest): Promise<void> {

@@ -4,6 +4,7 @@ import { StatelockError } from '../../../server/errors.js';
 import type { AwsDoorDeps, AwsRequest } from '../aws-request.js';
 import { sendStream } from '../../../server/http-io.js';
 import type { BodySource } from '../../../state/state-service.js';
+import { digest, type Digests } from '../../../state/state-file.js';
 import type { ByteRange } from '../../../store/content/body-reader.js';
 import type { ObjectAddress } from './s3-addressing.js';
 import { header, httpDate, md5HexOfBase64, quotedEtag, sendS3 } from './s3-response.js';
@@ -11,7 +12,7 @@ import { header, httpDate, md5HexOfBase64, quotedEtag, sendS3 } from './s3-respo
 /** What GetObject/HeadObject serve: the bytes (streamed, whole or a range) and what S3 says about them. */
 interface Served {
   size: number;
-  stream(range?: ByteRange): AsyncIterable<Buffer>;
+  stream(range?: ByteRange): AsyncIterable<Buffer | Buffer[]>;
   etag: string;
   lastModified: string;
   versionId: string | null;
@@ -65,7 +66,7 @@ async function readStateObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAdd
     if (!found) throw new StatelockError('S3_NO_SUCH_KEY', { key: addr.objectKey });
   }
   const { meta, body } = found;
-  return { size: meta.size, stream: (range) => body.stream(range), etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
+  return { size: meta.size, stream: (range) => body.batches(range), etag: quotedEtag(md5HexOfBase64(meta.md5)), lastModified: meta.createdAt, versionId: String(meta.seq), sha256Hex: meta.sha256 };
 }
 
 async function readLockObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<Served> {
@@ -125,19 +126,21 @@ export function parseRange(value: string | undefined, size: number): { start: nu
  * @returns the S3 version ID (the version's seq) for states, null for lock files.
  * @throws StatelockError INVALID_STATE, INVALID_LOCK_INFO, S3_LOCK_HELD, LINEAGE_MISMATCH, SERIAL_* …
  */
-export async function writeObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress, source: BodySource): Promise<{ versionId: string | null }> {
+export async function writeObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress, source: BodySource, verify?: (digests: Digests) => void): Promise<{ versionId: string | null; md5Hex: string }> {
   if (addr.kind === 'lock') {
     const body = await collect(source); // lock info: a few hundred bytes
+    const sums = digest(body);
+    verify?.(sums);
     try {
       await deps.locks.lock(addr.stateKey, body, r.ctx.client, { door: 's3' });
     } catch (err) {
       if (err instanceof StatelockError && err.code === 'STATE_LOCKED') throw new StatelockError('S3_LOCK_HELD', err.params, err.holderBody);
       throw err;
     }
-    return { versionId: null };
+    return { versionId: null, md5Hex: md5HexOfBase64(sums.md5) };
   }
-  const { version } = await deps.state.write(addr.stateKey, source, null, r.ctx.client, { holderCheck: false });
-  return { versionId: String(version.seq) };
+  const { version } = await deps.state.write(addr.stateKey, source, null, r.ctx.client, { holderCheck: false, ...(verify ? { verify } : {}) });
+  return { versionId: String(version.seq), md5Hex: md5HexOfBase64(version.md5) };
 }
 
 async function collect(source: BodySource): Promise<Buffer> {
@@ -150,9 +153,10 @@ async function collect(source: BodySource): Promise<Buffer> {
 export async function putObject(deps: AwsDoorDeps, r: AwsRequest, addr: ObjectAddress): Promise<void> {
   if (header(r, 'x-amz-copy-source') !== undefined) throw new StatelockError('S3_NOT_IMPLEMENTED', { what: 'CopyObject' });
   const sse = sseEcho(r);
-  const { versionId } = await writeObject(deps, r, addr, [r.body]);
+  // Streamed when the AWS door left the body unread (a state object's plain body), checked before the commit.
+  const { versionId, md5Hex } = await writeObject(deps, r, addr, r.bodyStream ?? [r.body], r.verifyBody);
   sendS3(r, 200, {
-    ETag: quotedEtag(createHash('md5').update(r.body).digest('hex')),
+    ETag: quotedEtag(md5Hex),
     ...(versionId ? { 'x-amz-version-id': versionId } : {}),
     ...sse,
     ...checksumEcho(r),

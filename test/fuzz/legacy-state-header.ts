@@ -1,8 +1,11 @@
 /**
- * A JSON syntax check over raw bytes that builds nothing: it validates the whole document and reports
- * where each top-level member's value lies, so a 100 MiB state can be checked and its header read
- * without decoding it into a string or an object graph (which costs several copies of the state).
+ * The whole-body state header reader that StateHeaderReader replaced (src/state/json-scan.ts and
+ * parseStateHeader as of commit 7f6914e), kept verbatim as a reference: the fuzz test checks the streaming
+ * reader gives the same refusal messages, and bench/state-scan-speed.ts measures against its speed.
+ * It needs the whole body in memory; nothing in src/ uses it.
  */
+import { isUtf8 } from 'node:buffer';
+
 export interface TopLevel {
   /** Byte spans of the top-level members' values, by key (the last occurrence wins, as in JSON.parse). */
   members: Map<string, { start: number; end: number }>;
@@ -153,3 +156,30 @@ class Scanner {
 
 const ESCAPES = new Set([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74]);
 const isHex = (c: number | undefined) => c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66));
+
+/** The old parseStateHeader: its result, or the INVALID_STATE reason it refused with. */
+export function legacyParseStateHeader(body: Buffer): { serial: number; lineage: string; encrypted: boolean } | { reason: string } {
+  if (!isUtf8(body)) return { reason: 'the body is not valid UTF-8' };
+  let members: Map<string, { start: number; end: number }>;
+  try {
+    members = scanTopLevelObject(body).members;
+  } catch (err) {
+    if (!(err instanceof JsonSyntaxError)) throw err;
+    return { reason: body.length > 0 && body[firstNonSpace(body)] !== 0x7b ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})` };
+  }
+  const read = (key: string): unknown => {
+    const span = members.get(key);
+    return span ? JSON.parse(body.subarray(span.start, span.end).toString('utf8')) : undefined;
+  };
+  const serial = read('serial');
+  const lineage = read('lineage');
+  if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) return { reason: '"serial" must be a non-negative integer' };
+  if (typeof lineage !== 'string') return { reason: '"lineage" must be a string' };
+  return { serial, lineage, encrypted: members.has('encrypted_data') && !members.has('version') };
+}
+
+function firstNonSpace(b: Buffer): number {
+  let i = 0;
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return i;
+}
