@@ -211,6 +211,23 @@ async function adminToken(s: RunningServer): Promise<string> {
   throw new Error(`no admin token for ${s.dataDir}: ${res.status} ${res.text}`);
 }
 
+/**
+ * The chunks of a PostgreSQL database, with the key ids they are sealed with (null: not sealed), checked as
+ * storedKeyIds does: a sealed chunk's id is named by its key, an unsealed one's is a SHA-256.
+ */
+async function pgChunkKeyIds(pg: { port: number }): Promise<Array<string | null>> {
+  const rows = (await psql(pg, "SELECT id || ' ' || codec || ' ' || encode(substring(data from 1 for 64), 'hex') FROM chunks ORDER BY pk")).split('\n').filter(Boolean);
+  assert.ok(rows.length > 0, 'chunks are stored');
+  const ids = new Set<string | null>();
+  for (const row of rows) {
+    const [id, codec, head] = row.split(' ') as [string, string, string];
+    const keyId = codec.startsWith('sealed-') ? keyIdOf(Buffer.from(head, 'hex')) : null;
+    assert.match(id, keyId ? new RegExp(`^${keyId}\\.[0-9a-f]{64}$`) : /^[0-9a-f]{64}$/, `chunk ${id} (${codec})`);
+    ids.add(keyId);
+  }
+  return [...ids].sort();
+}
+
 describe('encryption at rest on PostgreSQL', { skip: pgAvailable() ? false : PG_SKIP_REASON }, () => {
   test('the chunk rows hold no plaintext; reads return the exact bytes', async () => {
     const pg = await startPostgres();
@@ -221,9 +238,11 @@ describe('encryption at rest on PostgreSQL', { skip: pgAvailable() ? false : PG_
       const big = markerState(1, marker).replace('"outputs"', `"padding": "${'x'.repeat(5 * 1024 * 1024)}", "outputs"`);
       assert.equal((await rawRequest(`${s.url}/state/pg/k`, { method: 'POST', body: big })).status, 200, 'a body over one 4 MiB chunk');
       assert.equal((await rawRequest(`${s.url}/state/pg/k`)).text, big);
-      assert.ok(Number(await psql(pg, 'SELECT sum(length(data)) FROM version_chunks')) > 5 * 1024 * 1024, 'the body is stored, in chunks');
-      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0', 'no chunk holds the marker');
-      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('"padding"', 'UTF8') in data) > 0`), '0', 'no chunk holds any JSON of the state');
+      assert.equal(await psql(pg, 'SELECT sum(c.size) FROM version_chunk_refs r JOIN chunks c ON c.pk = r.chunk'), String(Buffer.byteLength(big)), 'the body is stored, in chunks');
+      assert.equal(await psql(pg, 'SELECT count(*) FROM version_chunks'), '0', 'nothing in the pre-chunking table');
+      assert.deepEqual(await pgChunkKeyIds(pg), ['pg1'], 'every chunk sealed, and named by an HMAC under pg1');
+      assert.equal(await psql(pg, `SELECT count(*) FROM chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0', 'no chunk holds the marker');
+      assert.equal(await psql(pg, `SELECT count(*) FROM chunks WHERE position(convert_to('"padding"', 'UTF8') in data) > 0`), '0', 'no chunk holds any JSON of the state');
       await s.stop();
     } finally {
       await pg.stop('fast');
@@ -326,7 +345,7 @@ describe('encryption at rest: S3 multipart, wrong keys, bad key lists', () => {
 });
 
 describe('statelock rekey on PostgreSQL', { skip: pgAvailable() ? false : PG_SKIP_REASON }, () => {
-  test('rekey moves every chunked version to the newest key; the old key can then go', async () => {
+  test('rekey reseals and re-files every chunk under the newest key; the old key can then go', async () => {
     const pg = await startPostgres();
     try {
       const marker = `PGREKEY-${randomBytes(6).toString('hex')}`;
@@ -336,10 +355,13 @@ describe('statelock rekey on PostgreSQL', { skip: pgAvailable() ? false : PG_SKI
       const big = markerState(1, marker).replace('"outputs"', `"padding": "${'y'.repeat(5 * 1024 * 1024)}", "outputs"`);
       assert.equal((await rawRequest(`${s.url}/state/pg/rk?ID=`, { method: 'POST', body: big })).status, 200);
       assert.equal((await rawRequest(`${s.url}/state/pg/rk?ID=`, { method: 'POST', body: markerState(2, marker) })).status, 200);
+      assert.deepEqual(await pgChunkKeyIds(pg), ['pg-old']);
+      const chunks = await psql(pg, 'SELECT count(*) FROM chunks');
       const rekey = await runCli(['rekey', '--database', pg.url], { env: { STATELOCK_ENCRYPTION_KEY: `${old},${next}` } });
       assert.equal(rekey.code, 0, rekey.stderr);
-      assert.match(rekey.stdout, /Re-encrypted 2 of 2 .*"pg-new"/);
-      assert.match((await runCli(['rekey', '--database', pg.url], { env: { STATELOCK_ENCRYPTION_KEY: `${old},${next}` } })).stdout, /Re-encrypted 0 of 2/, 'idempotent');
+      assert.match(rekey.stdout, new RegExp(`Re-encrypted ${chunks} of ${chunks} .*"pg-new"`), 'every chunk (no fenced write, no AWS secret here)');
+      assert.match((await runCli(['rekey', '--database', pg.url], { env: { STATELOCK_ENCRYPTION_KEY: `${old},${next}` } })).stdout, new RegExp(`Re-encrypted 0 of ${chunks}`), 'idempotent');
+      assert.deepEqual(await pgChunkKeyIds(pg), ['pg-new'], 'every chunk resealed and re-filed under pg-new');
       // Beside the running server (still on the old key only): it now lacks the key of every version.
       const missing = await rawRequest(`${s.url}/state/pg/rk`);
     assert.equal(missing.status, 500);
@@ -351,8 +373,8 @@ describe('statelock rekey on PostgreSQL', { skip: pgAvailable() ? false : PG_SKI
       assert.equal((await rawRequest(`${s.url}/state/pg/rk`)).text, markerState(2, marker));
       const token = await adminToken(s);
       assert.equal((await rawRequest(`${s.url}/api/v1/content/pg/rk?seq=1`, { headers: { Authorization: `Bearer ${token}` } })).text, big);
-      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0');
-      assert.equal(await psql(pg, `SELECT count(*) FROM version_chunks WHERE n = 0 AND position(convert_to('pg-new', 'UTF8') in substring(data from 1 for 12)) = 0`), '0', 'every version is sealed under pg-new');
+      assert.equal(await psql(pg, `SELECT count(*) FROM chunks WHERE position(convert_to('${marker}', 'UTF8') in data) > 0`), '0');
+      assert.equal(await psql(pg, 'SELECT count(*) FROM chunks'), chunks, 'no chunk left behind under an old id');
       await s.stop();
     } finally {
       await pg.stop('fast');

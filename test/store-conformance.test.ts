@@ -11,6 +11,7 @@ import { inflateRawSync } from 'node:zlib';
 import { tempDir } from './support/server-process.js';
 import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { PG_SKIP_REASON, pgAvailable, psql, startPostgres, type PgCluster } from './support/postgres.js';
+import { loadSqlDump } from './support/legacy-postgres.js';
 
 /**
  * Every engine runs the same contract. PostgreSQL: one private cluster for the file, a database per
@@ -33,6 +34,8 @@ const postgresFor = (dir: string): Promise<string> => {
 };
 /** The SQLite fixture made by the code before bodies were chunked (test/fixtures/legacy-sqlite-v4/README.md). */
 const LEGACY_SQLITE = new URL('../../test/fixtures/legacy-sqlite-v4/statelock.db', import.meta.url);
+/** The same content in a PostgreSQL database of that time, as pg_dump wrote it (test/fixtures/legacy-postgres-v3/README.md). */
+const LEGACY_POSTGRES = new URL('../../test/fixtures/legacy-postgres-v3/statelock.sql', import.meta.url);
 
 const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store>; skip: string | false; openLegacy?: () => Promise<Store> }> = [
   {
@@ -45,7 +48,16 @@ const ENGINES: Array<{ name: string; open: (dir: string) => Promise<Store>; skip
       return new SqliteStore(dir);
     },
   },
-  { name: 'postgres', open: async (dir) => PostgresStore.open(await postgresFor(dir)), skip: pgAvailable() ? false : PG_SKIP_REASON },
+  {
+    name: 'postgres',
+    open: async (dir) => PostgresStore.open(await postgresFor(dir)),
+    skip: pgAvailable() ? false : PG_SKIP_REASON,
+    openLegacy: async () => {
+      const url = await postgresFor(tempDir());
+      await loadSqlDump(url, LEGACY_POSTGRES);
+      return PostgresStore.open(url);
+    },
+  },
 ];
 after(async () => {
   if (cluster) await (await cluster).stop('fast');

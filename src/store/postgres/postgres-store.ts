@@ -3,17 +3,21 @@ import type { AuditAction, AuditEntry, ClientContext, NewAuditEntry } from '../.
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
-import type { AuditQuery, BucketRecord, Changes, Decision, KeySnapshot, LockRecord, LockTableRecord, Page, PartRecord, PrincipalRecord, RejectedWrite, SessionRecord, StateSummary, Store, UploadRecord, VersionMeta } from '../store.js';
+import { sha256ChunkId, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UploadRecord, type VersionMeta } from '../store.js';
+import { PostgresChunks } from './postgres-chunks.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
-/** Bodies are stored in chunks of this size, so no single bytea value (and its hex text on the wire) is huge. */
+/**
+ * Legacy bodies (versions written before migration 4) are stored whole in `version_chunks` pieces of this
+ * size; rekey rewrites them in the same pieces.
+ */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 /** pg_advisory_lock key that serialises migrations when several replicas start at once. */
 const MIGRATION_LOCK = 72_620_01;
 /** NOTIFY channel: a lock was released or replaced on some replica; waiters on every replica wake. */
 const RELEASED_CHANNEL = 'statelock_lock_released';
 
-const VERSION_COLUMNS = 'v.id, v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
+const VERSION_COLUMNS = 'v.id, v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced, v.chunked';
 const LOCK_SELECT =
   'SELECT l.*, s.id AS s_id, s.key AS s_key, s.ttl_ms AS s_ttl_ms, s.created_at AS s_created_at, s.expires_at AS s_expires_at, s.last_heartbeat_at AS s_last_heartbeat_at, s.ended_at AS s_ended_at, s.end_reason AS s_end_reason, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, s.holder AS s_holder, s.ci AS s_ci FROM locks l LEFT JOIN sessions s ON s.id = l.session_id';
 
@@ -24,7 +28,8 @@ type Q = pg.PoolClient | pg.Pool;
  * {@link Store.update} is one transaction that first takes a transaction-scoped advisory lock on the
  * key (so it works for keys that have no row yet), then reads the snapshot, applies the rule's changes
  * and commits: two replicas can never act on the same snapshot. Lock releases are announced with
- * NOTIFY so that `?wait=` waiters on every replica wake within milliseconds.
+ * NOTIFY so that `?wait=` waiters on every replica wake within milliseconds. Bodies are content-addressed
+ * chunks shared by every replica (postgres-chunks.ts).
  */
 export class PostgresStore implements Store {
   readonly engine = 'postgres';
@@ -32,11 +37,13 @@ export class PostgresStore implements Store {
   private listener: pg.Client | null = null;
   private readonly releaseListeners: Array<(key: string) => void> = [];
   private closed = false;
+  private readonly chunks: PostgresChunks;
 
   private constructor(private readonly url: string, private readonly onError: (err: Error) => void) {
     this.pool = new pg.Pool({ connectionString: url, max: 16, connectionTimeoutMillis: 5_000 });
     // An idle client's connection dying (a restart of PostgreSQL) must not crash the process.
     this.pool.on('error', (err) => this.onError(err));
+    this.chunks = new PostgresChunks(this.pool, (fn) => this.transaction(fn));
   }
 
   /** Connects, creates or migrates the schema (safe when several replicas start at once), and starts listening. */
@@ -180,14 +187,12 @@ export class PostgresStore implements Store {
     const v = changes.newVersion;
     if (v) {
       const inserted = await c.query(
-        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+        `INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, chunked)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, true) RETURNING id`,
         [key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.createdAt, v.lockId, v.operation, v.clientAddr, v.forced],
       );
       const id = inserted.rows[0].id as string;
-      for (let n = 0, at = 0; at < v.body.length || n === 0; n++, at += CHUNK_BYTES) {
-        await c.query('INSERT INTO version_chunks (version_id, n, data) VALUES ($1, $2, $3)', [id, n, v.body.subarray(at, at + CHUNK_BYTES)]);
-      }
+      await this.chunks.writeRefs(c, 'version', id, v.chunks);
       await c.query(
         `INSERT INTO states (key, current_version_id, version_count, deleted_at, updated_at) VALUES ($1, $2, $3, NULL, $4)
          ON CONFLICT (key) DO UPDATE SET current_version_id = excluded.current_version_id, version_count = excluded.version_count, deleted_at = NULL, updated_at = excluded.updated_at`,
@@ -223,10 +228,12 @@ export class PostgresStore implements Store {
     }
     const r = changes.rejectedWrite;
     if (r) {
-      await c.query(
-        'INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-        [key, r.lockId, now, r.serial, r.lineage, r.size, r.sha256, r.reason, r.clientAddr, r.body],
+      const inserted = await c.query(
+        `INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body, chunked)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ''::bytea, true) RETURNING id`,
+        [key, r.lockId, now, r.serial, r.lineage, r.size, r.sha256, r.reason, r.clientAddr],
       );
+      await this.chunks.writeRefs(c, 'rejected', inserted.rows[0].id as string, r.chunks);
     }
     if (changes.endSession) await c.query('UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL', [now, changes.endSession.reason, changes.endSession.id]);
     for (const e of changes.audit ?? []) {
@@ -238,7 +245,7 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Reads a body chunk by chunk, only one chunk at a time in flight. A plaintext body goes into one buffer
+   * Reads a legacy body (a version written before migration 4) piece by piece, one piece at a time in flight. A plaintext body goes into one buffer
    * of its known size; a sealed one (encryption at rest) is longer than the plaintext size the metadata
    * records, and the decorator that opens it checks its integrity.
    *
@@ -267,14 +274,16 @@ export class PostgresStore implements Store {
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
   }
 
-  private async withBody(row: Row | undefined): Promise<{ meta: VersionMeta; body: Buffer } | null> {
+  /** A version's content: its manifest, or the whole body of a legacy row. */
+  private async withContent(row: Row | undefined): Promise<{ meta: VersionMeta; content: BodyContent } | null> {
     if (!row) return null;
     const meta = mapVersion(row)!;
-    return { meta, body: await this.body(row.id, meta.size) };
+    const content: BodyContent = row.chunked === true ? { kind: 'chunks', chunks: await this.chunks.manifest(this.pool, 'version', row.id) } : { kind: 'whole', body: await this.body(row.id, meta.size) };
+    return { meta, content };
   }
 
   readCurrent(key: string) {
-    return translate(async () => this.withBody((await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = $1`, [key])).rows[0]));
+    return translate(async () => this.withContent((await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = $1`, [key])).rows[0]));
   }
 
   readVersion(key: string, which: { seq: number } | { serial: number }) {
@@ -283,7 +292,7 @@ export class PostgresStore implements Store {
         'seq' in which
           ? await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = $1 AND v.seq = $2`, [key, which.seq])
           : await this.pool.query(`SELECT ${VERSION_COLUMNS} FROM versions v WHERE v.key = $1 AND v.serial = $2 ORDER BY v.seq DESC LIMIT 1`, [key, which.serial]);
-      return this.withBody(res.rows[0]);
+      return this.withContent(res.rows[0]);
     });
   }
 
@@ -396,8 +405,34 @@ export class PostgresStore implements Store {
   readRejected(key: string, id: number) {
     return translate(async () => {
       const row = (await this.pool.query('SELECT * FROM rejected_writes WHERE key = $1 AND id = $2', [key, id])).rows[0] as Row | undefined;
-      return row ? { meta: mapRejected(row), body: row.body as Buffer } : null;
+      if (!row) return null;
+      const content: BodyContent = row.chunked === true ? { kind: 'chunks', chunks: await this.chunks.manifest(this.pool, 'rejected', row.id) } : { kind: 'whole', body: row.body as Buffer };
+      return { meta: mapRejected(row), content };
     });
+  }
+
+  chunkId(plain: Buffer): string {
+    return sha256ChunkId(plain);
+  }
+
+  putChunks(chunks: StoredChunk[]): Promise<void> {
+    return translate(() => this.chunks.put(chunks));
+  }
+
+  presentChunks(ids: readonly string[]): Promise<Set<string>> {
+    return translate(() => this.chunks.present(ids));
+  }
+
+  getChunks(ids: readonly string[]): Promise<StoredChunk[]> {
+    return translate(() => this.chunks.get(ids));
+  }
+
+  sweepChunks(olderThan: string): Promise<number> {
+    return translate(() => this.chunks.sweep(olderThan));
+  }
+
+  chunkStats(): Promise<{ chunks: number; storedBytes: number }> {
+    return translate(() => this.chunks.stats());
   }
 
   /** One transaction for a principal change and its audit entry, serialised with the other principal changes. */
@@ -457,14 +492,18 @@ export class PostgresStore implements Store {
     return translate(async () => Number((await this.pool.query('SELECT count(*) AS n FROM principals WHERE revoked_at IS NULL')).rows[0].n));
   }
 
-  async rewriteBodies(transform: (body: Buffer) => Buffer | null, transformSecret?: (text: string) => string | null): Promise<{ scanned: number; rewritten: number }> {
+  async rewriteBodies(
+    transform: (body: Buffer) => Buffer | null,
+    transformSecret?: (text: string) => string | null,
+    transformChunk?: (chunk: StoredChunk) => StoredChunk | null,
+  ): Promise<{ scanned: number; rewritten: number }> {
     let scanned = 0;
     let rewritten = 0;
     const inTransaction = (fn: (c: pg.PoolClient) => Promise<void>) => translate(() => this.transaction(fn));
-    // Versions: a body is its chunks; each version is rewritten (its chunks replaced) in one transaction.
+    // Legacy versions: a body is its pieces; each version is rewritten (its pieces replaced) in one transaction.
     let after = '0';
     for (;;) {
-      const ids = (await translate(() => this.pool.query('SELECT id FROM versions WHERE id > $1 ORDER BY id LIMIT 256', [after]))).rows as Array<{ id: string }>;
+      const ids = (await translate(() => this.pool.query('SELECT id FROM versions WHERE id > $1 AND NOT chunked ORDER BY id LIMIT 256', [after]))).rows as Array<{ id: string }>;
       if (ids.length === 0) break;
       for (const { id } of ids) {
         await inTransaction(async (c) => {
@@ -487,10 +526,10 @@ export class PostgresStore implements Store {
       }
       after = ids[ids.length - 1]!.id;
     }
-    // Fenced writes and parts: one row each, locked, read, rewritten (a row gone meanwhile is skipped).
+    // Legacy fenced writes and parts: one row each, locked, read, rewritten (a row gone meanwhile is skipped).
     let afterRejected = '0';
     for (;;) {
-      const ids = (await translate(() => this.pool.query('SELECT id FROM rejected_writes WHERE id > $1 ORDER BY id LIMIT 256', [afterRejected]))).rows as Array<{ id: string }>;
+      const ids = (await translate(() => this.pool.query('SELECT id FROM rejected_writes WHERE id > $1 AND NOT chunked ORDER BY id LIMIT 256', [afterRejected]))).rows as Array<{ id: string }>;
       if (ids.length === 0) break;
       for (const { id } of ids) {
         await inTransaction(async (c) => {
@@ -512,6 +551,12 @@ export class PostgresStore implements Store {
         const next = transform(body);
         if (next) await c.query('UPDATE upload_parts SET body = $1 WHERE upload_id = $2 AND part_number = $3', [next, p.upload_id, p.part_number]), rewritten++;
       });
+    }
+    if (transformChunk) {
+      const count = { scanned: 0, rewritten: 0 };
+      await translate(() => this.chunks.rewrite(transformChunk, count));
+      scanned += count.scanned;
+      rewritten += count.rewritten;
     }
     if (transformSecret) {
       for (const p of (await translate(() => this.pool.query('SELECT id, aws_secret FROM principals WHERE aws_secret IS NOT NULL ORDER BY id'))).rows as Array<{ id: string; aws_secret: string }>) {
