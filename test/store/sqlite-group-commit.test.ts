@@ -8,7 +8,7 @@ import { LockService } from '../../src/lock/lock-service.js';
 import { StatelockError } from '../../src/server/errors.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import type { Changes, LockRecord, NewVersion } from '../../src/store/store.js';
+import type { Changes, ChunkRef, LockRecord, NewVersion } from '../../src/store/store.js';
 import { lockBody } from '../support/http.js';
 import { tempDir } from '../support/server-process.js';
 
@@ -32,9 +32,17 @@ function lockRecord(key: string, id: string): LockRecord {
   return { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua', sessionId: null, holds: ['http'] };
 }
 
-/** A version row carrying `body` (the one place this file builds a state body). */
-function newVersion(seq: number, serial: number, body: Buffer): NewVersion {
-  return { seq, serial, lineage: 'L', md5: `md5-${seq}`, sha256: `sha-${seq}`, size: body.length, encrypted: false, createdAt: new Date().toISOString(), lockId: null, operation: null, clientAddr: client.addr, forced: null, body };
+/** A version row naming `chunks` (stored beforehand with putChunks, as the ingest does). */
+function newVersion(seq: number, serial: number, chunks: ChunkRef[]): NewVersion {
+  const size = chunks.reduce((n, c) => n + c.size, 0);
+  return { seq, serial, lineage: 'L', md5: `md5-${seq}`, sha256: `sha-${seq}`, size, encrypted: false, createdAt: new Date().toISOString(), lockId: null, operation: null, clientAddr: client.addr, forced: null, chunks };
+}
+
+/** Stores `bodies` as one raw chunk each and returns their refs, in order. */
+async function storeChunks(store: SqliteStore, bodies: Buffer[]): Promise<ChunkRef[]> {
+  const chunks = bodies.map((data) => ({ id: store.chunkId(data), size: data.length, codec: 'raw' as const, data }));
+  await store.putChunks(chunks);
+  return chunks.map(({ id, size }) => ({ id, size }));
 }
 
 /** Takes the lock on `key` for `id` when free, as a one-update use case; refuses with STATE_LOCKED otherwise. */
@@ -104,9 +112,10 @@ describe('SQLite group commit', () => {
 
   test('a later update in a batch sees the earlier ones (versions numbered 1, 2, 3 in one commit)', async () => {
     const { store } = open();
+    const refs = await storeChunks(store, [Buffer.from('{"serial":1}')]);
     const before = store.commits;
     const put = (serial: number) =>
-      store.update('gc/seq', client, (snap) => ({ result: snap.versionCount + 1, changes: { newVersion: newVersion(snap.versionCount + 1, serial, Buffer.from(`{"serial":${serial}}`)) } }));
+      store.update('gc/seq', client, (snap) => ({ result: snap.versionCount + 1, changes: { newVersion: newVersion(snap.versionCount + 1, serial, refs) } }));
     assert.deepEqual(await Promise.all([put(1), put(2), put(3)]), [1, 2, 3]);
     assert.equal(store.commits - before, 1);
     assert.deepEqual((await store.listVersions('gc/seq', { limit: 10 })).items.map((v) => [v.seq, v.serial]), [[1, 1], [2, 2], [3, 3]]);
@@ -134,7 +143,8 @@ describe('SQLite group commit', () => {
 
   test('a statement error in the middle of a batch rolls back only that update, even the part it had written', async () => {
     const { store } = open();
-    await store.update('gc/stmt', client, () => ({ result: 1, changes: { newVersion: newVersion(1, 1, Buffer.from('{"serial":1}')) } }));
+    const [one, two] = await storeChunks(store, [Buffer.from('{"serial":1}'), Buffer.from('{"serial":2}')]);
+    await store.update('gc/stmt', client, () => ({ result: 1, changes: { newVersion: newVersion(1, 1, [one!]) } }));
     const before = store.commits;
     const outcomes = await settle([
       takeLock(store, 'gc/stmt/a', 'a'),
@@ -142,7 +152,7 @@ describe('SQLite group commit', () => {
       store.update('gc/stmt', client, () => ({
         result: 2,
         changes: {
-          newVersion: newVersion(2, 2, Buffer.from('{"serial":2}')),
+          newVersion: newVersion(2, 2, [two!]),
           lock: { set: lockRecord('gc/stmt', 'stmt') },
           audit: [{ action: null as unknown as 'state.write', key: 'gc/stmt', lockId: null, outcome: 'ok', detail: {} }],
         },
@@ -184,13 +194,14 @@ describe('SQLite group commit', () => {
     const { store } = open();
     // SQLite's own limit on the file's size: growing past it is SQLITE_FULL, as a full disk is.
     const db = (store as unknown as { db: Database.Database }).db;
+    // A version naming 6,000 chunks writes ~6,000 reference rows: far more than the 8 pages left.
+    const many = await storeChunks(store, Array.from({ length: 6000 }, (_, i) => Buffer.from(`chunk ${i}`)));
     const pages = db.pragma('page_count', { simple: true }) as number;
     db.pragma(`max_page_count = ${pages + 8}`);
-    const big = Buffer.alloc(256 * 1024, 'x');
     const before = store.commits;
     const outcomes = await settle([
       takeLock(store, 'gc/full/lock-a', 'a'),
-      store.update('gc/full/state', client, () => ({ result: 1, changes: { newVersion: newVersion(1, 1, big) } })),
+      store.update('gc/full/state', client, () => ({ result: 1, changes: { newVersion: newVersion(1, 1, many) } })),
       takeLock(store, 'gc/full/lock-b', 'b'),
     ]);
     assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);

@@ -55,7 +55,6 @@ export class SqliteChunks {
    */
   put(chunks: readonly StoredChunk[]): void {
     if (chunks.length === 0) return;
-    // ---- Body write starts here: the single place for the disk-space check (src/store/sqlite/disk-reserve.ts). ----
     const now = new Date();
     const stampedAt = now.toISOString();
     const restampBefore = new Date(now.getTime() - CHUNK_RESTAMP_MS).toISOString();

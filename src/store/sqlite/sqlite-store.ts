@@ -310,6 +310,8 @@ export class SqliteStore implements Store {
   }
 
   async putChunks(chunks: StoredChunk[]): Promise<void> {
+    // A body's bytes are written here, before its version: refused while they would eat the room kept for locks.
+    this.reserve.assertRoomFor(chunks.reduce((n, c) => n + c.data.length, 0));
     translateDriverErrors(() => this.chunks.put(chunks));
   }
 
@@ -581,6 +583,7 @@ export class SqliteStore implements Store {
   }
 
   async putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
+    this.reserve.assertRoomFor(body.length);
     translateDriverErrors(() => this.stmt.putPart.run(uploadId, partNumber, md5, body.length, body));
   }
 
