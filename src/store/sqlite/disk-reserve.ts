@@ -30,13 +30,15 @@ import { StatelockError } from '../../server/errors.js';
 export const SLACK_BYTES = 1024 * 1024;
 /** The largest and the smallest reserve chosen by default. */
 export const AUTO_RESERVE_MAX_BYTES = 64 * 1024 * 1024;
-export const AUTO_RESERVE_MIN_BYTES = 1024 * 1024;
+export const AUTO_RESERVE_MIN_BYTES = 4 * 1024 * 1024;
 
 /**
- * The default reserve: twice the database's size at start-up, at least 1 MiB, at most 64 MiB and at most
+ * The default reserve: twice the database's size at start-up, at least 4 MiB, at most 64 MiB and at most
  * 1/8 of the file system. Lock traffic needs little room as long as SQLite can checkpoint its WAL (and so
  * reuse it): a few pages per LOCK for the audit trail's growth, plus whatever the WAL still held when the
- * disk filled — which grows with the data. A near-empty server (a test's, a laptop's) costs 1 MiB.
+ * disk filled — which grows with the data. At least 4 MiB: SQLite lets the WAL grow to its auto-checkpoint
+ * threshold (1,000 pages, about 4 MiB) before it starts over, and lock traffic on a full disk may need all of it
+ * (a 1 MiB reserve was measured too small once bodies are chunked: the disk-full chaos test failed).
  */
 export function autoReserveBytes(fileSystemBytes: number, dataBytes: number): number {
   return Math.min(AUTO_RESERVE_MAX_BYTES, Math.floor(fileSystemBytes / 8), Math.max(AUTO_RESERVE_MIN_BYTES, 2 * dataBytes));

@@ -55,7 +55,7 @@ export class SqliteStore implements Store {
   private readonly reserve: DiskReserve;
   private readonly chunks: SqliteChunks;
   private closed = false;
-  private checkpointSoon = false;
+  private checkpointScheduled = false;
 
   constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
@@ -72,24 +72,29 @@ export class SqliteStore implements Store {
       maxBodyBytes: GROUP_COMMIT_MAX_BODY_BYTES,
       translate: translateDriverError,
       onDiskFull: (attempt, inTransaction) => this.makeRoom(attempt, inTransaction),
-      // A state body is copied from the WAL into the database file right after its commit was answered,
-      // while the room for it that assertRoomFor checked is still there: so the WAL holds only small
-      // changes when something else fills the disk, and lock traffic keeps reusing it instead of growing it.
-      afterBodies: () => {
-        if (this.checkpointSoon) return;
-        this.checkpointSoon = true;
-        setImmediate(() => {
-          this.checkpointSoon = false;
-          if (this.closed) return;
-          try {
-            this.db.pragma('wal_checkpoint(PASSIVE)');
-          } catch {
-            // best effort: SQLite checkpoints again later by itself
-          }
-        });
-      },
+      afterBodies: () => this.checkpointSoon(),
     });
     this.chunks = new SqliteChunks(this.db);
+  }
+
+  /**
+   * A state body's bytes (its chunks, a multipart part) are copied from the WAL into the database file right
+   * after they were written, while the room for them that assertRoomFor checked is still there: so the WAL
+   * holds only small changes when something else fills the disk, and lock traffic keeps reusing it instead of
+   * growing it — also after a write whose chunks were stored and which was then refused.
+   */
+  private checkpointSoon(): void {
+    if (this.checkpointScheduled) return;
+    this.checkpointScheduled = true;
+    setImmediate(() => {
+      this.checkpointScheduled = false;
+      if (this.closed) return;
+      try {
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // best effort: SQLite checkpoints again later by itself
+      }
+    });
   }
 
   private prepare() {
@@ -313,6 +318,7 @@ export class SqliteStore implements Store {
     // A body's bytes are written here, before its version: refused while they would eat the room kept for locks.
     this.reserve.assertRoomFor(chunks.reduce((n, c) => n + c.data.length, 0));
     translateDriverErrors(() => this.chunks.put(chunks));
+    if (chunks.length > 0) this.checkpointSoon();
   }
 
   async presentChunks(ids: readonly string[]): Promise<Set<string>> {
@@ -585,6 +591,7 @@ export class SqliteStore implements Store {
   async putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
     this.reserve.assertRoomFor(body.length);
     translateDriverErrors(() => this.stmt.putPart.run(uploadId, partNumber, md5, body.length, body));
+    this.checkpointSoon();
   }
 
   async listParts(uploadId: string): Promise<PartRecord[]> {
