@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StatelockError } from './errors.js';
 
@@ -109,14 +108,17 @@ export async function sendStream(
   }
 }
 
-/** Until the socket takes more (or is gone); the listener that did not fire is removed. */
-async function drained(res: ServerResponse): Promise<void> {
-  const stop = new AbortController();
-  try {
-    await Promise.race([once(res, 'drain', { signal: stop.signal }), once(res, 'close', { signal: stop.signal })]);
-  } finally {
-    stop.abort();
-  }
+/** Until the socket takes more (or is gone); both listeners are removed either way (no AbortController: one per drain showed in profiles). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
