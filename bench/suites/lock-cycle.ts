@@ -21,6 +21,8 @@ export interface CycleRun {
   /** Server CPU (user + system) per cycle, and the server's CPU utilisation during the run (1 = one core). */
   serverCpuMsPerCycle: number;
   serverCpuUtil: number;
+  /** The bench process's own CPU utilisation (the load generator; 1 = one core): near 1 means it, not the server, was the limit. */
+  clientCpuUtil: number;
 }
 
 /** One client's way of taking and releasing its lock; each throws on anything but success. */
@@ -86,6 +88,7 @@ export async function cycles(url: string, prefix: string, clients: number, secon
   const unlockLat: number[] = [];
   let done = 0;
   const cpu0 = serverPid ? cpuMs(serverPid) : NaN;
+  const client0 = process.cpuUsage();
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(
@@ -105,6 +108,7 @@ export async function cycles(url: string, prefix: string, clients: number, secon
   );
   const secs = (performance.now() - started) / 1000;
   const serverCpu = serverPid ? cpuMs(serverPid) - cpu0 : NaN;
+  const client = process.cpuUsage(client0);
   conns.forEach((c) => c.close());
   return {
     cycles: done,
@@ -116,6 +120,7 @@ export async function cycles(url: string, prefix: string, clients: number, secon
     unlockP50Ms: percentile(unlockLat, 50),
     serverCpuMsPerCycle: serverCpu / done,
     serverCpuUtil: serverCpu / 1000 / secs,
+    clientCpuUtil: (client.user + client.system) / 1e6 / secs,
   };
 }
 
@@ -191,7 +196,8 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
       const cpuNote = (a: Target, b: Target, names: [string, string] = ['statelock', 'baseline']) => {
         const cpu = vs(a, b)('serverCpuMsPerCycle');
         const util = vs(a, b)('serverCpuUtil');
-        return `server CPU per cycle ${median(cpu.statelock).toFixed(2)} vs ${median(cpu.baseline).toFixed(2)} ms; server busy ${(median(util.statelock) * 100).toFixed(0)}% vs ${(median(util.baseline) * 100).toFixed(0)}% of a core (${names[0]} vs ${names[1]})`;
+        const client = vs(a, b)('clientCpuUtil');
+        return `server CPU per cycle ${median(cpu.statelock).toFixed(2)} vs ${median(cpu.baseline).toFixed(2)} ms; server busy ${(median(util.statelock) * 100).toFixed(0)}% vs ${(median(util.baseline) * 100).toFixed(0)}% of a core (${names[0]} vs ${names[1]}); load generator busy ${(median(client.statelock) * 100).toFixed(0)}% vs ${(median(client.baseline) * 100).toFixed(0)}%`;
       };
       const base = { benchmark: `1. lock cycle, ${plural(n)}`, baselineName: NODE_BASELINE };
       figures.push(figure({ ...base, metric: 'cycles/s', unit: '/s', better: 'higher', runs: pick('cyclesPerSecond'), note: cpuNote('statelock', 'baseline') }));
