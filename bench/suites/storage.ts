@@ -50,37 +50,65 @@ async function storageRun(bodies: Buffer[]): Promise<StorageRun> {
   return { rawBytes, dbBytes, walBytes, ratio: (dbBytes + walBytes) / rawBytes };
 }
 
-/** CHECKPOINT (so every written page is in the data files), then the database's size on disk. */
-async function databaseBytes(cluster: PgCluster): Promise<number> {
-  const c = new pg.Client({ connectionString: cluster.url });
+/** `url` with its database name replaced. */
+function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function onDatabase<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query('CHECKPOINT');
-    const r = await c.query<{ bytes: string }>('SELECT pg_database_size(current_database()) AS bytes');
-    return Number(r.rows[0]!.bytes);
+    return await fn(c);
   } finally {
     await c.end();
   }
 }
 
 /**
- * The same versions through statelock on PostgreSQL: the growth of pg_database_size (tables, TOAST,
- * indexes; WAL not counted) from after the server's start to after its clean stop ÷ the raw bytes. One
- * cluster for all runs, a new key per run.
+ * Every byte statelock's relations take in the database at `url`: the sum of `pg_total_relation_size`
+ * (heap, TOAST and its index, every index, free-space and visibility maps) over the tables of
+ * non-system schemas, after VACUUM (so dead tuples of updated rows do not count twice) and CHECKPOINT.
+ * Counted per relation rather than as `pg_database_size` growth, so only statelock's own data counts.
+ */
+async function relationBytes(url: string): Promise<number> {
+  return onDatabase(url, async (c) => {
+    await c.query('VACUUM');
+    await c.query('CHECKPOINT');
+    const r = await c.query<{ bytes: string | null }>(
+      `SELECT sum(pg_total_relation_size(c.oid))::bigint AS bytes
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`,
+    );
+    return Number(r.rows[0]!.bytes ?? 0);
+  });
+}
+
+/**
+ * The same versions through statelock on PostgreSQL, each run on a database of its own (a shared one
+ * let the second and third runs find every chunk stored by the first: until 2026-11-27 the median said 0.013): statelock's relation bytes
+ * after its clean stop, minus the same count taken once its migrations ran and before any write, ÷ the
+ * raw bytes. WAL not counted (as for SQLite after its checkpoint).
  */
 async function postgresRun(cluster: PgCluster, bodies: Buffer[], run: number): Promise<StorageRun> {
+  const db = `bench_storage_${process.pid}_${run}`;
+  await onDatabase(cluster.url, (c) => c.query(`CREATE DATABASE ${db}`));
+  const url = withDatabase(cluster.url, db);
   const dataDir = tempDir('bench-storage-pg-');
-  const server = await startServer({ logLevel: 'warn', dataDir, args: ['--database', cluster.url] });
+  const server = await startServer({ logLevel: 'warn', dataDir, args: ['--database', url] });
   let rawBytes: number;
   let before: number;
   try {
-    before = await databaseBytes(cluster);
+    before = await relationBytes(url);
     rawBytes = await writeAll(server.url, `/state/bench/storage-pg-r${run}`, bodies);
   } finally {
     await server.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
-  const dbBytes = (await databaseBytes(cluster)) - before;
+  const dbBytes = (await relationBytes(url)) - before;
+  await onDatabase(cluster.url, (c) => c.query(`DROP DATABASE ${db}`));
   return { rawBytes, dbBytes, walBytes: 0, ratio: dbBytes / rawBytes };
 }
 
@@ -130,12 +158,12 @@ export async function storageSuite(runs: number, versions: number, targetKiB: nu
   if (pgResults.length) {
     const onPg = figure({
       benchmark: `${benchmark}, PostgreSQL engine`,
-      metric: 'database growth ÷ raw bytes written',
+      metric: 'relation bytes ÷ raw bytes written',
       unit: '',
       better: 'lower',
       baselineName: 'the raw bytes written (1.00)',
       runs: { statelock: pgResults.map((r) => r.ratio), baseline: pgResults.map(() => 1) },
-      note: `pg_database_size after − before (tables, TOAST — which PostgreSQL compresses itself —, indexes; WAL not counted), after CHECKPOINT. Issue target ≤ ${TARGET}: ${median(pgResults.map((r) => r.ratio)) <= TARGET ? 'met' : 'NOT met'}`,
+      note: `a fresh database per run; pg_total_relation_size summed over statelock's tables (heap, TOAST, indexes) after VACUUM + CHECKPOINT, minus the same before the first write; WAL not counted. Issue target ≤ ${TARGET}: ${median(pgResults.map((r) => r.ratio)) <= TARGET ? 'met' : 'NOT met'}`,
     });
     figures.push(onPg);
     targets.push({ target: `history storage ≤ ${TARGET * 100}% of the raw bytes of the versions (PostgreSQL)`, measured: `${onPg.ratio.toFixed(3)}×`, met: onPg.ratio <= TARGET, row: `${onPg.benchmark} · ${onPg.metric}` });
