@@ -5,8 +5,8 @@ import { percentile } from './stats.js';
 
 /**
  * The floor under every durable commit: append 4 KiB + fdatasync, `count` times, in the directory the
- * servers' data dirs live in (os.tmpdir()). SQLite in WAL mode with synchronous=FULL syncs the WAL on
- * every commit, so one LOCK or UNLOCK costs at least one of these.
+ * servers' data dirs live in (os.tmpdir()). Every acknowledged commit waits for an fdatasync of the WAL
+ * (several concurrent ones may share it), so a lone LOCK or UNLOCK costs at least one of these.
  */
 export function fsyncProbe(count = 200): { p50Ms: number; p99Ms: number } {
   const dir = mkdtempSync(join(tmpdir(), 'statelock-bench-fsync-'));

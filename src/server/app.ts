@@ -81,7 +81,8 @@ export async function startApp(config: ServerConfig): Promise<App> {
     }),
   );
   if (sqlite) {
-    metrics.addGauge(new ScrapedCounter('statelock_store_commits_total', 'SQLite COMMITs (each one fsync of the WAL); concurrent updates share one (group commit).', () => sqlite.commits));
+    metrics.addGauge(new ScrapedCounter('statelock_store_commits_total', 'SQLite COMMITs of store updates; concurrent updates share one (group commit).', () => sqlite.commits));
+    metrics.addGauge(new ScrapedCounter('statelock_store_wal_syncs_total', 'fdatasyncs of the SQLite WAL after group commits, before their callers are answered; one may cover several commits.', () => sqlite.walSyncs));
     metrics.addGauge(new ScrapedCounter('statelock_store_updates_total', 'Store updates committed (each LOCK, UNLOCK, write … is one); ÷ commits = updates per fsync.', () => sqlite.committedUpdates));
     metrics.addGauge(new Gauge('statelock_disk_reserve_whole', '1 while the disk reserve kept for locks is in place; 0 once a full disk made it released (state writes are then refused).', async () => (sqlite.diskReserve.whole ? 1 : 0)));
   }

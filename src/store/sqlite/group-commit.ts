@@ -1,9 +1,16 @@
 import type Database from 'better-sqlite3';
+import type { WalSync } from './wal-sync.js';
 
 /**
  * Group commit for the SQLite engine: the updates that arrive in the same turn of the event loop run in
- * ONE `BEGIN IMMEDIATE … COMMIT`, so they share one WAL append and one fsync (`synchronous=FULL` stays:
- * nothing is acknowledged before the COMMIT that holds it has returned).
+ * ONE `BEGIN IMMEDIATE … COMMIT`, so they share one WAL append and one fsync. Nothing is acknowledged
+ * before the WAL holding it is on disk: with a {@link WalSync} the batch commits with `synchronous =
+ * NORMAL` and its callers are answered once the WAL sync that follows the COMMIT completed. The sync runs on
+ * the thread pool: meanwhile the event loop reads and decides the next requests, whose updates queue and
+ * commit together as the next batch as soon as the sync ends (so batches stay as large as when the fsync
+ * blocked, without blocking). A lone update with no sync running commits with `synchronous = FULL` instead
+ * (SQLite syncs inside the COMMIT): a hop to the thread pool would only add latency. Without a WalSync
+ * every batch commits with FULL.
  *
  * - Each update runs in its own SAVEPOINT: a `work` that throws (a rule's bug, a statement error, a
  *   refusal of a body for lack of space) rolls back that update only and rejects only its caller. Later
@@ -48,6 +55,8 @@ export interface GroupCommitOptions {
   onDiskFull: (attempt: number, inTransaction: boolean) => boolean;
   /** After a COMMIT that wrote state bodies (best effort; see SqliteStore). */
   afterBodies?: () => void;
+  /** Syncs the WAL after batches commit with `synchronous = NORMAL` (see wal-sync.ts); absent: FULL commits. */
+  wal?: WalSync;
 }
 
 /** The handle `run` gets: to declare the bytes of state body its update writes. */
@@ -59,10 +68,14 @@ export class GroupCommit {
   private queue: Job[] = [];
   private scheduled = false;
   private running = false;
+  /** Waiting for a WAL sync to end before committing the queue. */
+  private parked = false;
+  /** The batch being committed uses SQLite's FULL commit (no WalSync, or a lone update). */
+  private fullCommit = true;
   private _commits = 0;
   private _updates = 0;
   /** Transaction control, prepared once (db.exec would parse the SQL again on every call). */
-  private readonly sql: Record<'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo', Database.Statement>;
+  private readonly sql: Record<'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo' | 'syncNormal' | 'syncFull', Database.Statement>;
 
   constructor(
     private readonly db: Database.Database,
@@ -75,6 +88,8 @@ export class GroupCommit {
       savepoint: db.prepare('SAVEPOINT update_'),
       release: db.prepare('RELEASE update_'),
       rollbackTo: db.prepare('ROLLBACK TO update_'),
+      syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+      syncFull: db.prepare('PRAGMA synchronous = FULL'),
     };
   }
 
@@ -108,7 +123,7 @@ export class GroupCommit {
 
   /** Runs everything queued now (before the database is closed). */
   drain(): void {
-    while (this.queue.length > 0 && !this.running) this.flush();
+    while (this.queue.length > 0 && !this.running) this.flush(true);
   }
 
   private schedule(): void {
@@ -117,16 +132,31 @@ export class GroupCommit {
     setImmediate(() => {
       this.scheduled = false;
       this.flush();
-      if (this.queue.length > 0) this.schedule();
+      if (this.queue.length > 0 && !this.parked) this.schedule();
     });
   }
 
-  /** One batch: takes jobs from the head of the queue until a bound is hit, commits, settles them. */
-  private flush(): void {
+  /**
+   * One batch: takes jobs from the head of the queue until a bound is hit, commits, settles them once
+   * durable. While a WAL sync runs the batch waits for it to end (`force`: not even then — at close).
+   */
+  private flush(force = false): void {
     if (this.running || this.queue.length === 0) return;
+    const wal = this.opts.wal;
+    if (wal?.failed) {
+      // Nothing more is committed after a failed sync: it could not be acknowledged (see wal-sync.ts).
+      const jobs = this.queue.splice(0);
+      failAll(jobs, wal.failed);
+      return settle(jobs);
+    }
+    if (wal?.inFlight && !force) return this.park(wal);
     this.running = true;
     const taken: Job[] = [];
+    // A lone update and no sync running: SQLite's own FULL commit is the quickest way to disk.
+    const async = wal !== undefined && !(this.queue.length === 1 && !wal.inFlight);
+    this.fullCommit = !async;
     try {
+      if (async) this.sql.syncNormal.run();
       this.commitBatch(DISK_FULL_RETRIES, null, taken);
     } catch (err) {
       // Unexpected (a SAVEPOINT statement failing …): nothing of the open transaction is kept.
@@ -138,13 +168,30 @@ export class GroupCommit {
       const error = this.opts.translate(err);
       for (const job of taken) if (!job.outcome || job.outcome.ok) job.outcome = { ok: false, error };
     } finally {
+      // Every other writer of this connection commits with FULL (its COMMIT syncs the WAL, this batch's frames too).
+      if (async) this.sql.syncFull.run();
       this.running = false;
     }
-    // Settled only now, after the COMMIT returned; the callers' continuations run later, as microtasks.
-    for (const job of taken) {
-      if (job.outcome?.ok) job.resolve(job.outcome.value);
-      else job.reject(job.outcome ? job.outcome.error : new Error('group commit: an update was left unsettled'));
-    }
+    if (!async) return settle(taken);
+    // Even a batch that wrote nothing waits: its answers may rest on earlier batches' changes.
+    wal.whenDurable().then(
+      () => settle(taken),
+      (err: unknown) => {
+        failAll(taken, this.opts.translate(err));
+        settle(taken);
+      },
+    );
+  }
+
+  /** A sync is running: the queue commits as one batch when it ends. */
+  private park(wal: WalSync): void {
+    if (this.parked) return;
+    this.parked = true;
+    void wal.idle().then(() => {
+      this.parked = false;
+      this.flush();
+      if (this.queue.length > 0) this.schedule();
+    });
   }
 
   /**
@@ -215,6 +262,8 @@ export class GroupCommit {
     if (lost === null) {
       try {
         sql.commit.run();
+        if (this.fullCommit) this.opts.wal?.committedDurably();
+        else this.opts.wal?.committed();
         this._commits++;
         this._updates += batch.length;
         if (bytes > 0) this.opts.afterBodies?.();
@@ -239,6 +288,19 @@ export class GroupCommit {
     }
     fail(all, this.opts.translate(lost));
   }
+}
+
+/** Answers the callers: after the COMMIT returned (and, with a WalSync, after the WAL sync); continuations run as microtasks. */
+function settle(taken: Job[]): void {
+  for (const job of taken) {
+    if (job.outcome?.ok) job.resolve(job.outcome.value);
+    else job.reject(job.outcome ? job.outcome.error : new Error('group commit: an update was left unsettled'));
+  }
+}
+
+/** The WAL sync failed: none of these changes may be acknowledged. */
+function failAll(taken: Job[], error: unknown): void {
+  for (const job of taken) job.outcome = { ok: false, error };
 }
 
 /** SQLite's "database or disk is full" (SQLITE_FULL and its extended codes), as the driver reports it. */

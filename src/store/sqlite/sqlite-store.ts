@@ -29,6 +29,7 @@ import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { DiskReserve, type DiskReserveOptions } from './disk-reserve.js';
 import { GroupCommit } from './group-commit.js';
+import { WalSync, type WalSyncIo } from './wal-sync.js';
 import { SqliteChunks } from './sqlite-chunks.js';
 import { sha256ChunkId } from '../store.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
@@ -41,17 +42,20 @@ const VERSION_COLUMNS =
   'v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
 
 /**
- * The embedded engine: one SQLite file in WAL mode with `synchronous=FULL`, so an acknowledged write
- * survives a crash. {@link Store.update}s are group-committed (group-commit.ts): those that arrive in the
- * same event-loop turn run in one `BEGIN IMMEDIATE` transaction — which takes the database's write lock
- * before any snapshot is read — each in its own savepoint, and share one COMMIT and its fsync. A disk
- * reserve (disk-reserve.ts) keeps locks working when the disk is full.
+ * The embedded engine: one SQLite file in WAL mode; every acknowledged change has been fsynced, so it
+ * survives a crash or a power cut. {@link Store.update}s are group-committed (group-commit.ts): those that
+ * arrive in the same event-loop turn run in one `BEGIN IMMEDIATE` transaction — which takes the database's
+ * write lock before any snapshot is read — each in its own savepoint, and share one COMMIT; the WAL is then
+ * fdatasynced on the thread pool (wal-sync.ts) before their callers are answered, and reads wait for that
+ * sync too. Every other write commits with `synchronous = FULL`. A disk reserve (disk-reserve.ts) keeps
+ * locks working when the disk is full.
  */
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<SqliteStore['prepare']>;
   private readonly batches: GroupCommit;
+  private readonly wal: WalSync;
   private readonly reserve: DiskReserve;
   private readonly chunks: SqliteChunks;
   private closed = false;
@@ -59,7 +63,8 @@ export class SqliteStore implements Store {
 
   constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
-    this.db = new Database(join(dataDir, 'statelock.db'));
+    const file = join(dataDir, 'statelock.db');
+    this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
@@ -67,7 +72,9 @@ export class SqliteStore implements Store {
     migrate(this.db);
     this.stmt = this.prepare();
     this.reserve = new DiskReserve(dataDir, { bytes: opts.diskReserveBytes ?? 0, ...(opts.onDiskReserve ? { onEvent: opts.onDiskReserve } : {}) });
+    this.wal = new WalSync(`${file}-wal`, opts.walIo, translateDriverError);
     this.batches = new GroupCommit(this.db, {
+      wal: this.wal,
       maxOps: GROUP_COMMIT_MAX_OPS,
       maxBodyBytes: GROUP_COMMIT_MAX_BODY_BYTES,
       translate: translateDriverError,
@@ -225,14 +232,19 @@ export class SqliteStore implements Store {
     return released;
   }
 
-  /** COMMITs of {@link update} batches so far: each one WAL append and one fsync, however many updates it held. */
+  /** COMMITs of {@link update} batches so far: each one WAL append, however many updates it held. */
   get commits(): number {
     return this.batches.commits;
   }
 
-  /** Updates committed so far (updates ÷ commits = how many shared each fsync). */
+  /** Updates committed so far (updates ÷ commits = how many shared each commit). */
   get committedUpdates(): number {
     return this.batches.updates;
+  }
+
+  /** Fsyncs of the WAL after group commits (one may cover several commits). */
+  get walSyncs(): number {
+    return this.wal.syncs;
   }
 
   /** The disk reserve kept for locks (see disk-reserve.ts): body-writing paths call `reserve.assertRoomFor(bytes)`. */
@@ -302,10 +314,12 @@ export class SqliteStore implements Store {
   }
 
   async readCurrent(key: string) {
+    await this.wal.settled();
     return this.withContent(this.stmt.currentWithBody.get(key) as Row | undefined);
   }
 
   async readVersion(key: string, which: { seq: number } | { serial: number }) {
+    await this.wal.settled();
     const row = 'seq' in which ? this.stmt.versionBySeq.get(key, which.seq) : this.stmt.versionBySerial.get(key, which.serial);
     return this.withContent(row as Row | undefined);
   }
@@ -322,10 +336,12 @@ export class SqliteStore implements Store {
   }
 
   async presentChunks(ids: readonly string[]): Promise<Set<string>> {
+    await this.wal.settled();
     return translateDriverErrors(() => this.chunks.present(ids));
   }
 
   async getChunks(ids: readonly string[]): Promise<StoredChunk[]> {
+    await this.wal.settled();
     return translateDriverErrors(() => this.chunks.get(ids));
   }
 
@@ -334,16 +350,19 @@ export class SqliteStore implements Store {
   }
 
   async chunkStats(): Promise<{ chunks: number; storedBytes: number }> {
+    await this.wal.settled();
     return this.chunks.stats();
   }
 
   async listVersions(key: string, opts: { after?: number; limit: number }): Promise<Page<VersionMeta>> {
+    await this.wal.settled();
     const rows = this.stmt.versions.all(key, opts.after ?? 0, opts.limit + 1) as Row[];
     const items = rows.slice(0, opts.limit).map((r) => mapVersion(r)!);
     return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.seq) : null };
   }
 
   async listStates(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<StateSummary>> {
+    await this.wal.settled();
     const { where, params } = keyRange('s.key', opts.prefix, opts.after);
     const rows = this.db
       .prepare(
@@ -362,10 +381,12 @@ export class SqliteStore implements Store {
   }
 
   async getLock(key: string) {
+    await this.wal.settled();
     return mapLock(this.stmt.lock.get(key) as Row | undefined);
   }
 
   async listLocks(opts: { prefix?: string; after?: string; limit: number }): Promise<Page<LockRecord>> {
+    await this.wal.settled();
     const { where, params } = keyRange('l.key', opts.prefix, opts.after);
     const rows = this.db.prepare(`${LOCK_SELECT} WHERE ${where} ORDER BY l.key LIMIT ?`).all(...params, opts.limit + 1) as Row[];
     const items = rows.slice(0, opts.limit).map((r) => mapLock(r)!);
@@ -373,15 +394,18 @@ export class SqliteStore implements Store {
   }
 
   async countLocks() {
+    await this.wal.settled();
     return (this.stmt.countLocks.get() as { n: number }).n;
   }
 
   async countStates(prefix?: string): Promise<number> {
+    await this.wal.settled();
     const { where, params } = keyRange('key', prefix);
     return (this.db.prepare(`SELECT count(*) AS n FROM states WHERE current_version_id IS NOT NULL AND ${where}`).get(...params) as { n: number }).n;
   }
 
   async listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
+    await this.wal.settled();
     const conditions: string[] = [];
     const params: unknown[] = [];
     if (query.newestFirst) {
@@ -398,6 +422,7 @@ export class SqliteStore implements Store {
   }
 
   async countAudit(query: { since: string; actions: readonly AuditAction[] }): Promise<number> {
+    await this.wal.settled();
     if (query.actions.length === 0) return 0;
     const sql = `SELECT count(*) AS n FROM audit WHERE at >= ? AND action IN (${query.actions.map(() => '?').join(', ')})`;
     return (this.db.prepare(sql).get(query.since, ...query.actions) as { n: number }).n;
@@ -408,22 +433,26 @@ export class SqliteStore implements Store {
   }
 
   async renewSession(id: string, expiresAt: string, at: string): Promise<SessionRecord | null> {
+    await this.wal.settled();
     translateDriverErrors(() => this.stmt.renewSession.run(expiresAt, at, id));
     return this.getSession(id);
   }
 
   async getSession(id: string): Promise<SessionRecord | null> {
+    await this.wal.settled();
     const r = this.stmt.session.get(id) as Row | undefined;
     return r ? mapSession(r, '') : null;
   }
 
   async listRejected(key: string, opts: { after?: number; limit: number }): Promise<Page<RejectedWrite>> {
+    await this.wal.settled();
     const rows = this.stmt.listRejected.all(key, opts.after ?? 0, opts.limit + 1) as Row[];
     const items = rows.slice(0, opts.limit).map(mapRejected);
     return { items, next: rows.length > opts.limit ? String(items[items.length - 1]!.id) : null };
   }
 
   async readRejected(key: string, id: number) {
+    await this.wal.settled();
     const r = this.stmt.readRejected.get(key, id) as Row | undefined;
     return r ? { meta: mapRejected(r), content: this.contentOf('rejected', { ...r, vid: r.id }) } : null;
   }
@@ -439,14 +468,17 @@ export class SqliteStore implements Store {
   }
 
   async getPrincipal(id: string): Promise<PrincipalRecord | null> {
+    await this.wal.settled();
     return mapPrincipal(this.stmt.principal.get(id) as Row | undefined);
   }
 
   async getPrincipalByAccessKey(accessKeyId: string): Promise<PrincipalRecord | null> {
+    await this.wal.settled();
     return mapPrincipal(this.stmt.principalByAccessKey.get(accessKeyId) as Row | undefined);
   }
 
   async listPrincipals(): Promise<PrincipalRecord[]> {
+    await this.wal.settled();
     return (this.stmt.principals.all() as Row[]).map((r) => mapPrincipal(r)!);
   }
 
@@ -462,6 +494,7 @@ export class SqliteStore implements Store {
   }
 
   async countLivePrincipals(): Promise<number> {
+    await this.wal.settled();
     return (this.stmt.countLivePrincipals.get() as { n: number }).n;
   }
 
@@ -553,10 +586,12 @@ export class SqliteStore implements Store {
   }
 
   async getBucket(name: string): Promise<BucketRecord | null> {
+    await this.wal.settled();
     return mapBucket(this.stmt.bucket.get(name) as Row | undefined);
   }
 
   async listBuckets(): Promise<BucketRecord[]> {
+    await this.wal.settled();
     return (this.stmt.buckets.all() as Row[]).map((r) => mapBucket(r)!);
   }
 
@@ -569,10 +604,12 @@ export class SqliteStore implements Store {
   }
 
   async getLockTable(name: string): Promise<LockTableRecord | null> {
+    await this.wal.settled();
     return mapLockTable(this.stmt.table.get(name) as Row | undefined);
   }
 
   async listLockTables(): Promise<LockTableRecord[]> {
+    await this.wal.settled();
     return (this.stmt.tables.all() as Row[]).map((r) => mapLockTable(r)!);
   }
 
@@ -585,6 +622,7 @@ export class SqliteStore implements Store {
   }
 
   async getUpload(id: string): Promise<UploadRecord | null> {
+    await this.wal.settled();
     return mapUpload(this.stmt.upload.get(id) as Row | undefined);
   }
 
@@ -595,10 +633,12 @@ export class SqliteStore implements Store {
   }
 
   async listParts(uploadId: string): Promise<PartRecord[]> {
+    await this.wal.settled();
     return (this.stmt.parts.all(uploadId) as Row[]).map(mapPart);
   }
 
   async readPart(uploadId: string, partNumber: number): Promise<Buffer | null> {
+    await this.wal.settled();
     return ((this.stmt.part.get(uploadId, partNumber) as Row | undefined)?.body as Buffer | undefined) ?? null;
   }
 
@@ -610,6 +650,7 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.batches.drain(); // updates already queued commit (or fail) before the connection goes
     this.closed = true;
+    await this.wal.close().catch(() => undefined); // their callers answered (or refused) before the connection goes
     this.reserve.close();
     this.db.close();
   }
@@ -647,6 +688,8 @@ export interface SqliteStoreOptions {
   diskReserveBytes?: number | 'auto';
   /** Told when the disk reserve is released for lock traffic, restored, or cannot be created. */
   onDiskReserve?: DiskReserveOptions['onEvent'];
+  /** The WAL's fdatasync calls (tests hold or fail them; the default is node:fs). */
+  walIo?: WalSyncIo;
 }
 
 /**
