@@ -82,9 +82,21 @@ describe('PostgreSQL chunk store: replicas at once', { skip: pgAvailable() ? fal
     const shared = chunkOf(w, Buffer.from(`shared ${'s'.repeat(3000)}`));
     const outcomes = { committed: 0, missing: 0, swept: 0 };
     let stop = false;
+    // Every 4th write runs while the sweeper pauses (after its current sweep), so some writes surely commit
+    // and are checked below however the race goes on a loaded machine; the others race it.
+    let hold = false;
+    let inSweep: Promise<number> = Promise.resolve(0);
+    let quietCommitted = 0;
     // The cut-off is in the future: every unreferenced chunk is fair game, even one put a moment ago.
     const sweeper = (async () => {
-      while (!stop) outcomes.swept += await sw.sweepChunks(new Date(Date.now() + 3_600_000).toISOString());
+      while (!stop) {
+        if (hold) {
+          await new Promise((r) => setTimeout(r, 1));
+          continue;
+        }
+        inSweep = sw.sweepChunks(new Date(Date.now() + 3_600_000).toISOString());
+        outcomes.swept += await inSweep;
+      }
     })();
     const committed: Array<{ key: string; body: Buffer }> = [];
     try {
@@ -93,8 +105,13 @@ describe('PostgreSQL chunk store: replicas at once', { skip: pgAvailable() ? fal
         const chunks = [shared, chunkOf(w, own)];
         const body = Buffer.concat(chunks.map((c) => c.data));
         const key = `sweep/${i % 7}`;
-        await w.putChunks(chunks);
+        const quiet = i % 4 === 0;
+        if (quiet) {
+          hold = true;
+          await inSweep;
+        }
         try {
+          await w.putChunks(chunks);
           await w.update(key, client, (snap) => ({
             result: null,
             changes: {
@@ -103,16 +120,19 @@ describe('PostgreSQL chunk store: replicas at once', { skip: pgAvailable() ? fal
           }));
           committed.push({ key, body });
           outcomes.committed++;
+          if (quiet) quietCommitted++;
         } catch (err) {
           if (!(err instanceof StatelockError && err.code === 'CHUNK_MISSING')) throw err;
           outcomes.missing++;
+        } finally {
+          hold = false;
         }
       }
     } finally {
       stop = true;
       await sweeper;
     }
-    assert.ok(outcomes.committed > 0, `some writes committed (${JSON.stringify(outcomes)})`);
+    assert.equal(quietCommitted, 75, `every write made while the sweeper paused committed (${JSON.stringify(outcomes)})`);
     // Every committed version reads back whole: no committed row names a chunk the sweep took.
     const seqs = new Map<string, number>();
     for (const { key, body } of committed) {
