@@ -36,7 +36,7 @@ const PLAN = quick
       scale: { keys: 10_000, versionsPerKey: 2, locked: 100, baselineKeys: 1_000, runs: 3, requestsPerRun: 20 },
     }
   : {
-      cycle: { runs: 5, seconds: 1.0, warmupSeconds: 0.3 },
+      cycle: { runs: 5, seconds: 2.0, warmupSeconds: 0.3 },
       contention: { clients: 32, perClient: 10, runs: 3, capSeconds: 20 },
       transferSizes: [1, 10, 100] as const,
       transfer: (mib: number) => (mib >= 100 ? { runs: 3, repeats: 1 } : { runs: 3, repeats: 3 }),
