@@ -13,6 +13,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { StatelockError } from '../../src/server/errors.js';
 import {
   DEFAULT_MAX_CLOCK_SKEW_MS,
+  formatAmzDate,
   canonicalQuery,
   canonicalRequest,
   canonicalUri,
@@ -758,5 +759,35 @@ describe('what the real S3, DynamoDB and STS clients send (loopback capture)', (
       dynamodb.destroy();
       sts.destroy();
     }
+  });
+});
+
+describe('per-request shortcuts keep the same answers', () => {
+  test('formatAmzDate equals the ISO form without separators, across years, months and leap days', () => {
+    const iso = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const fixed = [Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(1999, 11, 31, 0, 0, 0), Date.UTC(2026, 10, 27, 1, 2, 3), 0];
+    let x = 12345;
+    const random = Array.from({ length: 2000 }, () => ((x = (x * 1103515245 + 12345) % 2 ** 31), (x / 2 ** 31) * Date.UTC(2200, 0, 1)));
+    for (const ms of [...fixed, ...random]) assert.equal(formatAmzDate(ms), iso(ms));
+  });
+
+  test('a derived key is reused only for the same secret, date, region and service', () => {
+    const k = signingKey(SECRET, '20261127', 'us-east-1', 'dynamodb');
+    assert.equal(signingKey(SECRET, '20261127', 'us-east-1', 'dynamodb'), k, 'cached');
+    for (const other of [
+      signingKey(`${SECRET}x`, '20261127', 'us-east-1', 'dynamodb'),
+      signingKey(SECRET, '20261128', 'us-east-1', 'dynamodb'),
+      signingKey(SECRET, '20261127', 'eu-west-1', 'dynamodb'),
+      signingKey(SECRET, '20261127', 'us-east-1', 's3'),
+    ]) {
+      assert.ok(!other.equals(k));
+    }
+  });
+
+  test('the SignedHeaders list of a parsed header is its own copy', () => {
+    const header = `AWS4-HMAC-SHA256 Credential=AKID/20261127/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=${'a'.repeat(64)}`;
+    const first = parseAuthorization(header);
+    first.signedHeaders.push('x-evil');
+    assert.deepEqual(parseAuthorization(header).signedHeaders, ['host', 'x-amz-date']);
   });
 });

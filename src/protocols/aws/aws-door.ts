@@ -62,7 +62,7 @@ export class AwsDoor {
     const q = rawUrl.indexOf('?');
     const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
-    const answering: Answering = { service: guessService(req), requestId: randomBytes(8).toString('hex').toUpperCase(), method: ctx.method, resource: rawPath };
+    const answering: Answering = { service: guessService(req), requestId: nextRequestId(), method: ctx.method, resource: rawPath };
     this.answering.set(req, answering);
 
     const header = req.headers.authorization;
@@ -144,7 +144,7 @@ export class AwsDoor {
 
   /** The error answer in the wire format of the service the request was for. */
   sendError(req: IncomingMessage, res: ServerResponse, err: StatelockError): void {
-    const a = this.answering.get(req) ?? { service: guessService(req), requestId: randomBytes(8).toString('hex').toUpperCase(), method: req.method ?? 'GET', resource: (req.url ?? '/').split('?')[0]! };
+    const a = this.answering.get(req) ?? { service: guessService(req), requestId: nextRequestId(), method: req.method ?? 'GET', resource: (req.url ?? '/').split('?')[0]! };
     if (a.service === 'dynamodb') DynamoDbDoor.sendError(res, err, a.requestId);
     else if (a.service === 'sts') StsDoor.sendError(res, err, a.requestId);
     else S3Door.sendError(res, err, a.requestId, a.method, a.resource);
@@ -207,4 +207,12 @@ function streamedPayload(req: IncomingMessage, limit: number, declaredHash: stri
     Object.assign(checksums, checks.finish(digests));
   };
   return { stream: stream(), verifyBody, checksums };
+}
+
+/** Request ids (x-amz-request-id, x-amzn-RequestId): unique per process run — a random prefix and a counter, no random bytes per request. */
+const REQUEST_ID_PREFIX = randomBytes(4).toString('hex').toUpperCase();
+let requestCounter = 0;
+function nextRequestId(): string {
+  requestCounter = (requestCounter + 1) % 0x100000000;
+  return REQUEST_ID_PREFIX + requestCounter.toString(16).toUpperCase().padStart(8, '0');
 }

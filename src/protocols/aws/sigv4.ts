@@ -64,8 +64,20 @@ function parseCredential(value: string): Pick<SigV4Authorization, 'accessKeyId' 
   return { accessKeyId, date, region, service };
 }
 
+/** Parsed SignedHeaders values: a client sends the same list on every request. Bounded: emptied when full. */
+const signedHeaderLists = new Map<string, readonly string[]>();
+
 /** Splits `SignedHeaders=a;b;c`'s value; names must be lowercase field names and `host` must be one of them. */
 function parseSignedHeaders(value: string): string[] {
+  const known = signedHeaderLists.get(value);
+  if (known !== undefined) return [...known];
+  const names = checkedSignedHeaders(value);
+  if (signedHeaderLists.size >= DERIVED_KEYS_MAX) signedHeaderLists.clear();
+  signedHeaderLists.set(value, names);
+  return [...names];
+}
+
+function checkedSignedHeaders(value: string): string[] {
   const names = value.split(';');
   for (const name of names) {
     if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) {
@@ -131,9 +143,11 @@ function parseAmzDate(text: string): number | null {
   return formatAmzDate(ms) === text ? ms : null;
 }
 
-/** Epoch ms → `yyyymmddThhmmssZ` (UTC, seconds precision). */
+/** Epoch ms → `yyyymmddThhmmssZ` (UTC, seconds precision; years 0–9999). */
 export function formatAmzDate(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const d = new Date(ms);
+  const two = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+  return `${String(d.getUTCFullYear()).padStart(4, '0')}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}T${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`;
 }
 
 /** The header value of x-amz-date (or Date), validated yyyymmddThhmmssZ and whose date part equals auth.date; throws AWS_AUTH_MALFORMED otherwise. */
@@ -325,9 +339,23 @@ function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
 }
 
+/**
+ * Derived keys by secret, date, region and service: one key serves a client for a whole day, so deriving it
+ * (four HMACs) once instead of per request is what the AWS SDKs do too. Bounded: emptied when full.
+ */
+const derivedKeys = new Map<string, Buffer>();
+const DERIVED_KEYS_MAX = 256;
+
 /** The derived key: HMAC-SHA256 chain "AWS4"+secret → date → region → service → "aws4_request". */
 export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
-  return hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
+  const id = `${date}\n${region}\n${service}\n${secret}`;
+  let key = derivedKeys.get(id);
+  if (key === undefined) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
+    if (derivedKeys.size >= DERIVED_KEYS_MAX) derivedKeys.clear();
+    derivedKeys.set(id, key);
+  }
+  return key;
 }
 
 /** Hex HMAC-SHA256 of `toSign` under a signing key: the signature. */
