@@ -87,8 +87,8 @@ export async function startApp(config: ServerConfig): Promise<App> {
   }
   metrics.addGauge(new Gauge('statelock_lock_waiters', 'LOCK requests waiting in line (?wait=).', async () => locks.waiters.total()));
   const httpBackend = new HttpBackendDoor(state, locks);
-  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store));
   const authenticator = new Authenticator(store, config.awsCredentials);
+  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store, () => authenticator.principalsChanged()));
   const loopback = isLoopbackHost(config.host);
   const principals = await store.countLivePrincipals();
   if (!loopback && principals === 0 && !config.insecureNoAuth) {
