@@ -5,6 +5,7 @@ import type { Decision, LockDoor, LockRecord, Store } from '../store/store.js';
 import { isZeroValuedLockInfo, parseLockInfo, type LockInfo } from './lock-info.js';
 import { decideAutoRelease, decideDoorRelease, decideLock, decideUnlock, type DoorReleaseRequest, type UnlockRequest } from './lock-rules.js';
 import { LockWaiters } from './lock-waiters.js';
+import { isoNow } from '../shared/iso-now.js';
 import { isStale, judgeLiveness, type LivenessJudgement } from './liveness.js';
 
 export type LockResult = { outcome: 'acquired' | 'reacquired'; lock: LockRecord };
@@ -107,7 +108,7 @@ export class LockService {
   private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
     return this.store.update(key, client, (snap): Decision<LockResult> => {
       const decision = decideLock(key, snap.lock, info);
-      const now = new Date().toISOString();
+      const now = isoNow();
       if (decision.kind === 'refuse') {
         const holder = snap.lock;
         const seen = holder ? `${key}\0${info.id}\0${holder.id}` : null;

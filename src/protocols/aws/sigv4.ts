@@ -122,8 +122,18 @@ export function headerValues(rawHeaders: readonly string[], name: string): strin
   return values;
 }
 
+/** The last timestamp parsed and its answer: every request signed within the same second carries the same one. */
+let lastAmzDate: { text: string; ms: number | null } = { text: '', ms: null };
+
 /** `yyyymmddThhmmssZ` → epoch ms, or null when it is not that format or not a real instant. */
 function parseAmzDate(text: string): number | null {
+  if (text === lastAmzDate.text) return lastAmzDate.ms;
+  const ms = parseAmzDateOnce(text);
+  lastAmzDate = { text, ms };
+  return ms;
+}
+
+function parseAmzDateOnce(text: string): number | null {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(text);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
@@ -325,9 +335,25 @@ function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
 }
 
+/**
+ * Derived keys by date, region, service and secret, as AWS's own SDKs keep them: the chain costs four HMACs,
+ * and a key is valid for a whole day. Bounded: emptied when it grows past {@link SIGNING_KEYS_MAX}. Holds
+ * nothing a caller could not derive from the secret the server already holds; a request is still checked
+ * against the secret looked up for it, so a revoked or changed key derives nothing from here.
+ */
+const signingKeys = new Map<string, Buffer>();
+const SIGNING_KEYS_MAX = 256;
+
 /** The derived key: HMAC-SHA256 chain "AWS4"+secret → date → region → service → "aws4_request". */
 export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
-  return hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
+  const id = `${date}\0${region}\0${service}\0${secret}`;
+  let key = signingKeys.get(id);
+  if (key === undefined) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
+    if (signingKeys.size >= SIGNING_KEYS_MAX) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
 }
 
 /** Hex HMAC-SHA256 of `toSign` under a signing key: the signature. */
