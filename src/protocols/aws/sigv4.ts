@@ -85,21 +85,22 @@ export function parseAuthorization(header: string): SigV4Authorization {
   }
   const rest = text.slice(ALGORITHM.length).trim();
   if (rest === '') throw malformed('the Credential, SignedHeaders and Signature components are missing');
-  const fields = new Map<string, string>();
+  let credential: string | undefined;
+  let signedHeadersRaw: string | undefined;
+  let signature: string | undefined;
   for (const item of rest.split(',')) {
     const part = item.trim();
     const equals = part.indexOf('=');
     if (equals <= 0) throw malformed(`"${part}" is not a name=value component`);
     const name = part.slice(0, equals);
-    if (!['Credential', 'SignedHeaders', 'Signature'].includes(name)) {
-      throw malformed(`unknown component "${name}" (expected Credential, SignedHeaders and Signature)`);
-    }
-    if (fields.has(name)) throw malformed(`component ${name} is given twice`);
-    fields.set(name, part.slice(equals + 1));
+    const value = part.slice(equals + 1);
+    const given = name === 'Credential' ? credential : name === 'SignedHeaders' ? signedHeadersRaw : name === 'Signature' ? signature : null;
+    if (given === null) throw malformed(`unknown component "${name}" (expected Credential, SignedHeaders and Signature)`);
+    if (given !== undefined) throw malformed(`component ${name} is given twice`);
+    if (name === 'Credential') credential = value;
+    else if (name === 'SignedHeaders') signedHeadersRaw = value;
+    else signature = value;
   }
-  const credential = fields.get('Credential');
-  const signedHeadersRaw = fields.get('SignedHeaders');
-  const signature = fields.get('Signature');
   if (credential === undefined) throw malformed('the Credential component is missing');
   if (signedHeadersRaw === undefined) throw malformed('the SignedHeaders component is missing');
   if (signature === undefined) throw malformed('the Signature component is missing');
