@@ -10,7 +10,7 @@ import type { AwsDoorDeps, AwsRequest, AwsService } from './aws-request.js';
 import { verifyChecksums, verifyChecksumsStreaming } from './checksums.js';
 import { DynamoDbDoor } from './dynamodb/dynamodb-door.js';
 import { S3Door } from './s3/s3-door.js';
-import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, verifySignature, verifyStreamingSignatures, type SignedRequest } from './sigv4.js';
+import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, sha256Hex, verifySignature, verifyStreamingSignatures, type SignedRequest } from './sigv4.js';
 import { StsDoor } from './sts/sts-door.js';
 
 export interface AwsAuthPolicy {
@@ -178,9 +178,6 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function sha256Hex(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
 
 /**
  * A plain S3 body as it arrives (the size limit applies), with the checks the buffered path makes on the

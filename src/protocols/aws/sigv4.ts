@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { StatelockError } from '../../server/errors.js';
 import type { DecodedChunked } from './aws-chunked.js';
@@ -322,9 +323,9 @@ export function credentialScope(auth: Pick<SigV4Authorization, 'date' | 'region'
   return `${auth.date}/${auth.region}/${auth.service}/${TERMINATOR}`;
 }
 
-/** Hex SHA-256 of a string (UTF-8) or bytes. */
+/** Hex SHA-256 of a string (UTF-8) or bytes (one-shot crypto.hash where Node has it, 20.12+: two per signed request). */
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return typeof crypto.hash === 'function' ? crypto.hash('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
 }
 
 /** `AWS4-HMAC-SHA256\n<amzDate>\n<scope>\n<hex sha256(canonical request)>` */
