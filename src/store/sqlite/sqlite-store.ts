@@ -24,6 +24,7 @@ import type {
   UploadRecord,
   PartRecord,
   PrincipalRecord,
+  UpdateOptions,
 } from '../store.js';
 import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
@@ -185,7 +186,7 @@ export class SqliteStore implements Store {
     };
   }
 
-  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     const done = this.batches.submit((job): Decision<T> => {
       const snapshot = lazySnapshot(this.stmt, key, opts.probeLockId ?? null);
@@ -200,6 +201,8 @@ export class SqliteStore implements Store {
       job.bodyBytes = bodyBytesOf(decision.changes);
       if (job.bodyBytes > 0) this.reserve.assertRoomFor(job.bodyBytes);
       this.apply(key, client, decision.changes, snapshot.lockIdIfRead());
+      // Still inside the batch: an update started from here joins this transaction (see UpdateOptions.applied).
+      if (opts.applied && 'result' in decision) opts.applied(decision.result);
       return decision;
     });
     return done.then((decision) => {
