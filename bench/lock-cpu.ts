@@ -4,7 +4,7 @@
  * `cycles()`), and prints cycles/s and the server's CPU ms per cycle (from /proc/<pid>/stat), median of
  * the runs. `--prof DIR` starts the server under `--cpu-prof` (one profile per run of the whole script).
  *
- *   npx tsc -p tsconfig.json && node dist/bench/lock-cpu.js [--clients 64] [--seconds 3] [--runs 3] [--door http|dynamodb] [--tmpfs] [--prof DIR]
+ *   npx tsc -p tsconfig.json && node dist/bench/lock-cpu.js [--clients 64] [--seconds 3] [--runs 3] [--door http|dynamodb] [--tmpfs | --postgres] [--prof DIR]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TEST_KEY } from '../test/support/aws.js';
+import { startPostgres } from '../test/support/postgres.js';
 import { STATELOCK_BIN } from '../test/support/server-process.js';
 import { AwsClient, createLockTable } from './lib/aws-client.js';
 import { median } from './lib/stats.js';
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     door: { type: 'string', default: 'http' },
     tmpfs: { type: 'boolean', default: false },
+    postgres: { type: 'boolean', default: false },
     prof: { type: 'string' },
   },
 });
@@ -33,10 +35,12 @@ const runs = Number(values.runs);
 const door = values.door === 'dynamodb' ? 'dynamodb' : 'http';
 
 const dataDir = mkdtempSync(join(values.tmpfs ? '/dev/shm' : tmpdir(), 'statelock-lockcpu-'));
+// --postgres: the PostgreSQL engine on a private throwaway cluster (test/support/postgres.ts, fsync on).
+const pg = values.postgres ? await startPostgres() : null;
 const nodeArgs = values.prof ? ['--cpu-prof', '--cpu-prof-dir', values.prof] : [];
 const proc = spawn(
   process.execPath,
-  [...nodeArgs, STATELOCK_BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'warn', '--aws-credentials', `${TEST_KEY.accessKeyId}:${TEST_KEY.secretAccessKey}`],
+  [...nodeArgs, STATELOCK_BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'warn', '--aws-credentials', `${TEST_KEY.accessKeyId}:${TEST_KEY.secretAccessKey}`, ...(pg ? ['--database', pg.url] : [])],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
 const url = await new Promise<string>((resolve, reject) => {
@@ -64,10 +68,11 @@ try {
   }
   const pick = (f: (r: CycleRun) => number) => median(results.map(f));
   console.log(
-    JSON.stringify({ door, clients, tmpfs: values.tmpfs, runs, seconds, cyclesPerSecond: Math.round(pick((r) => r.cyclesPerSecond)), serverCpuMsPerCycle: +pick((r) => r.serverCpuMsPerCycle).toFixed(3), busy: +pick((r) => r.serverCpuUtil).toFixed(2), p50Ms: +pick((r) => r.p50Ms).toFixed(3) }),
+    JSON.stringify({ door, clients, engine: pg ? 'postgres' : 'sqlite', tmpfs: values.tmpfs, runs, seconds, cyclesPerSecond: Math.round(pick((r) => r.cyclesPerSecond)), serverCpuMsPerCycle: +pick((r) => r.serverCpuMsPerCycle).toFixed(3), busy: +pick((r) => r.serverCpuUtil).toFixed(2), p50Ms: +pick((r) => r.p50Ms).toFixed(3) }),
   );
 } finally {
   proc.kill('SIGTERM');
   await new Promise((r) => proc.once('exit', r));
   rmSync(dataDir, { recursive: true, force: true });
+  await pg?.stop('fast');
 }
