@@ -243,6 +243,27 @@ describe('limits: a chunked body over --max-body-bytes', () => {
     assert.equal((await rawRequest(`${server.url}/readyz`)).status, 200);
     assert.equal((await rawRequest(`${server.url}/state/${key}`)).status, 404, 'nothing was stored');
   });
+  test('a LOCK whose chunked body passes the limit is 413 and takes nothing; one whose client hangs up mid-body takes nothing and is no 5xx', async () => {
+    const port = Number(new URL(server.url).port);
+    const key = 'limits/lock-too-big';
+    const big = Buffer.from(JSON.stringify({ ID: 'too-big', Operation: 'OperationTypeApply', Info: 'x'.repeat(MAX_BODY), Who: 'a@b', Version: '1.15.0', Path: '' }));
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < big.length; i += 1024) {
+      const part = big.subarray(i, i + 1024);
+      chunks.push(Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]));
+    }
+    const res = await exchange(port, [`LOCK /state/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n`, ...chunks, '0\r\n\r\n']);
+    assert.equal(res.status, 413, res.text.slice(0, 300));
+    assert.ok(res.closedByServer, 'a 413 closes the connection');
+    const body = '{"ID":"gone","Operation":"OperationTypeApply","Info":"","Who":"a@b","Version":"1.15.0","Path":""}';
+    const cut = await exchange(port, [`LOCK /state/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 20)}`], 300);
+    assert.equal(cut.status, null, 'no answer to a body that never completed');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await rawRequest(`${server.url}/api/v1/locks/${key}`)).status, 404, 'neither LOCK took the lock');
+    const metrics = (await rawRequest(`${server.url}/metrics`)).text;
+    assert.deepEqual(metrics.split('\n').filter((l) => /^statelock_http_requests_total\{.*status="5\d\d"\}/.test(l)), []);
+    assert.doesNotMatch(server.stderr(), /"unexpected error"|request handling failed/);
+  });
 });
 
 describe('limits: slow and stalled clients (--request-timeout)', () => {

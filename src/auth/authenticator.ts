@@ -61,15 +61,36 @@ export function grantsOf(record: PrincipalRecord): Grant[] {
  * http backend and the API, an access key on the AWS doors.
  */
 export class Authenticator {
+  /** The last answer of {@link enforced} and when it was read (ms, from `now`); null: read it again. */
+  private cachedEnforced: { value: boolean; at: number } | null = null;
+
   constructor(
     private readonly store: Store,
     /** `serve --aws-credentials`: access keys with full rights, for setups without tokens. */
     private readonly awsCredentials: ReadonlyMap<string, string>,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Is authentication enforced right now (a live principal exists)? */
+  /**
+   * Is authentication enforced (a live principal exists)? Asked on every request, so the answer is kept
+   * for {@link ENFORCED_TTL_MS}: counting principals was a database read per request (a round trip on
+   * PostgreSQL). A token created or revoked through this server takes effect at once ({@link principalsChanged});
+   * one created through another replica of the same database, within the TTL. Only the first token flips
+   * the answer in practice (the service refuses to revoke the last live one), and a stale `true` fails
+   * closed: an authentication that fails while the cache says `true` reads the count again before refusing.
+   */
   async enforced(): Promise<boolean> {
-    return (await this.store.countLivePrincipals()) > 0;
+    const cached = this.cachedEnforced;
+    if (cached && this.now() - cached.at < ENFORCED_TTL_MS) return cached.value;
+    const at = this.now();
+    const value = (await this.store.countLivePrincipals()) > 0;
+    this.cachedEnforced = { value, at };
+    return value;
+  }
+
+  /** A principal was created or revoked through this server: the next {@link enforced} reads the store. */
+  principalsChanged(): void {
+    this.cachedEnforced = null;
   }
 
   /**
@@ -78,6 +99,19 @@ export class Authenticator {
    */
   async fromAuthorization(header: string | undefined): Promise<Principal> {
     if (!(await this.enforced())) return ANONYMOUS;
+    try {
+      return await this.tokenPrincipal(header);
+    } catch (err) {
+      // The cached answer may be stale (the database was restored to one without tokens): ask once more.
+      if (err instanceof StatelockError) {
+        this.principalsChanged();
+        if (!(await this.enforced())) return ANONYMOUS;
+      }
+      throw err;
+    }
+  }
+
+  private async tokenPrincipal(header: string | undefined): Promise<Principal> {
     if (!header) throw new StatelockError('UNAUTHENTICATED', { reason: 'no credentials: send the token as `Authorization: Bearer <token>`, or as the HTTP Basic password (Terraform\'s `password`)' });
     const token = tokenFromHeader(header);
     if (token === null) throw new StatelockError('UNAUTHENTICATED', { reason: 'the Authorization header is neither `Bearer <token>` nor HTTP Basic with the token as password' });
@@ -127,6 +161,9 @@ export class Authenticator {
     throw new StatelockError('AWS_UNKNOWN_ACCESS_KEY', { accessKeyId });
   }
 }
+
+/** How long an answer of {@link Authenticator.enforced} is kept (see there). */
+export const ENFORCED_TTL_MS = 1000;
 
 /** Throws FORBIDDEN (403) unless `principal` may do `permission` on `key` (null: server-wide). */
 export function authorize(principal: Principal, permission: Permission, key: string | null): void {

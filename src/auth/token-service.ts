@@ -28,7 +28,11 @@ export function tokenAuditKey(name: string): string {
 
 /** Token use cases: each is one atomic store operation that also writes its audit entry. */
 export class TokenService {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    /** Told after a principal was created or revoked (the authenticator forgets whether tokens are enforced). */
+    private readonly onChange: () => void = () => undefined,
+  ) {}
 
   /**
    * @throws StatelockError INVALID_TOKEN_REQUEST (bad name or grant), TOKEN_EXISTS (409).
@@ -44,7 +48,13 @@ export class TokenService {
     }
     const minted = mintPrincipal(request.name, grants, { aws: request.aws, now: new Date().toISOString() });
     const audit = { action: 'token.create' as const, key: tokenAuditKey(request.name), lockId: null, outcome: 'ok' as const, detail: { grants, aws: request.aws, ...(minted.record.awsAccessKeyId ? { awsAccessKeyId: minted.record.awsAccessKeyId } : {}) } };
-    if (!(await this.store.createPrincipal(minted.record, audit, client))) throw new StatelockError('TOKEN_EXISTS', { name: request.name });
+    let created: boolean;
+    try {
+      created = await this.store.createPrincipal(minted.record, audit, client);
+    } finally {
+      this.onChange(); // also after a failure: whether it committed is then unknown
+    }
+    if (!created) throw new StatelockError('TOKEN_EXISTS', { name: request.name });
     return { ...tokenJson(minted.record), token: minted.token, awsSecretAccessKey: minted.awsSecretAccessKey };
   }
 
@@ -61,7 +71,12 @@ export class TokenService {
     const target = live.find((p) => p.name === name);
     if (target && (live.length === 1 || (isAdmin(target) && live.filter(isAdmin).length === 1))) throw new StatelockError('TOKEN_LAST_ADMIN', { name });
     const audit = { action: 'token.revoke' as const, key: tokenAuditKey(name), lockId: null, outcome: 'ok' as const, detail: {} };
-    const revoked = await this.store.revokePrincipal(name, new Date().toISOString(), audit, client);
+    let revoked: PrincipalRecord | null;
+    try {
+      revoked = await this.store.revokePrincipal(name, new Date().toISOString(), audit, client);
+    } finally {
+      this.onChange();
+    }
     if (!revoked) throw new StatelockError('TOKEN_NOT_FOUND', { name });
     return tokenJson(revoked);
   }

@@ -1,10 +1,11 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import { StatelockError } from '../server/errors.js';
-import type { Decision, LockDoor, LockRecord, Store } from '../store/store.js';
+import type { Decision, LockDoor, LockRecord, Store, UpdateOptions } from '../store/store.js';
 import { isZeroValuedLockInfo, parseLockInfo, type LockInfo } from './lock-info.js';
 import { decideAutoRelease, decideDoorRelease, decideLock, decideUnlock, type DoorReleaseRequest, type UnlockRequest } from './lock-rules.js';
 import { LockWaiters } from './lock-waiters.js';
+import { isoNow } from '../shared/iso-now.js';
 import { isStale, judgeLiveness, type LivenessJudgement } from './liveness.js';
 
 export type LockResult = { outcome: 'acquired' | 'reacquired'; lock: LockRecord };
@@ -107,7 +108,7 @@ export class LockService {
   private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
     return this.store.update(key, client, (snap): Decision<LockResult> => {
       const decision = decideLock(key, snap.lock, info);
-      const now = new Date().toISOString();
+      const now = isoNow();
       if (decision.kind === 'refuse') {
         const holder = snap.lock;
         const seen = holder ? `${key}\0${info.id}\0${holder.id}` : null;
@@ -223,6 +224,7 @@ export class LockService {
   }
 
   private async unlock(key: string, request: UnlockRequest, client: ClientContext, how: string): Promise<UnlockResult> {
+    const handOff = this.handOff(key);
     try {
       const result = await this.store.update(key, client, (snap): Decision<UnlockResult> => {
         const judgement = snap.lock ? judgeLock(snap.lock) : null;
@@ -241,9 +243,9 @@ export class LockService {
           result: { outcome: decision.forced ? 'forced' : 'released', previous: held },
           changes: { lock: { clear: true }, ...endSession, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
         };
-      });
+      }, handOff.options);
       this.metrics.unlocks.inc({ result: result.outcome.replace('-', '_') });
-      if (result.outcome !== 'already-free') void this.waiters.wake(key);
+      handOff.afterCommit(result);
       return result;
     } catch (err) {
       if (err instanceof StatelockError && err.status === 409) this.metrics.unlocks.inc({ result: 'refused' });
@@ -259,6 +261,7 @@ export class LockService {
    *   force-unlock by a caller whose `mayForceUnlock` says it lacks the permission; audited as refused).
    */
   async releaseThroughDoor(key: string, request: DoorReleaseRequest, client: ClientContext, how: string): Promise<DoorReleaseResult> {
+    const handOff = this.handOff(key);
     try {
       const result = await this.store.update(key, client, (snap): Decision<DoorReleaseResult> => {
         const judgement = snap.lock ? judgeLock(snap.lock) : null;
@@ -279,11 +282,9 @@ export class LockService {
           result: { outcome: decision.forced ? 'forced' : 'released', previous: held },
           changes: { lock: { clear: true }, ...endSession, audit: [{ action: decision.forced ? 'lock.force-unlock' : 'lock.release', key, lockId: held.id, outcome: 'ok', detail }] },
         };
-      });
-      if (result.outcome === 'released' || result.outcome === 'forced') {
-        this.metrics.unlocks.inc({ result: result.outcome });
-        void this.waiters.wake(key);
-      }
+      }, handOff.options);
+      if (result.outcome === 'released' || result.outcome === 'forced') this.metrics.unlocks.inc({ result: result.outcome });
+      handOff.afterCommit(result);
       return result;
     } catch (err) {
       if (err instanceof StatelockError && err.status < 500) this.metrics.unlocks.inc({ result: 'refused' });
@@ -342,6 +343,28 @@ export class LockService {
       if (!page.next) return released;
       after = page.next;
     }
+  }
+
+  /**
+   * Wakes the key's line once a release is decided. Where the store lets it (SQLite's group commit), the wake
+   * runs inside the release's transaction, so the first waiter's attempt joins it: the release and the grant
+   * share one COMMIT (one fsync) and both are answered after it. Otherwise (PostgreSQL), after the commit.
+   */
+  private handOff(key: string): { options: UpdateOptions<UnlockResult | DoorReleaseResult>; afterCommit: (result: UnlockResult | DoorReleaseResult) => void } {
+    const frees = (r: UnlockResult | DoorReleaseResult) => r.outcome === 'released' || r.outcome === 'forced';
+    let woken = false;
+    return {
+      options: {
+        applied: (result) => {
+          if (!frees(result)) return;
+          woken = true;
+          void this.waiters.wake(key);
+        },
+      },
+      afterCommit: (result) => {
+        if (frees(result) && !woken) void this.waiters.wake(key);
+      },
+    };
   }
 
   get(key: string) {

@@ -47,6 +47,8 @@ export interface App {
 
 export async function startApp(config: ServerConfig): Promise<App> {
   const logger = createLogger(config.logLevel);
+  // Each request's line is built only when the level lets it out (at warn, the lock path skips it entirely).
+  const logRequests = config.logLevel === 'debug' || config.logLevel === 'info';
   const sqlite = config.databaseUrl
     ? null
     : new SqliteStore(config.dataDir, {
@@ -88,8 +90,8 @@ export async function startApp(config: ServerConfig): Promise<App> {
   }
   metrics.addGauge(new Gauge('statelock_lock_waiters', 'LOCK requests waiting in line (?wait=).', async () => locks.waiters.total()));
   const httpBackend = new HttpBackendDoor(state, locks);
-  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store));
   const authenticator = new Authenticator(store, config.awsCredentials);
+  const api = new ApiDoor(state, locks, new AuditService(store), new SessionService(store), new TokenService(store, () => authenticator.principalsChanged()));
   const loopback = isLoopbackHost(config.host);
   const principals = await store.countLivePrincipals();
   if (!loopback && principals === 0 && !config.insecureNoAuth) {
@@ -185,7 +187,7 @@ export async function startApp(config: ServerConfig): Promise<App> {
       metrics.requests.inc({ door, method: req.method ?? '', status: String(res.statusCode) });
       metrics.requestSeconds.observe(seconds);
       // The socket may already be gone (a 413 closes it; a client may hang up): never let logging throw.
-      logger.info('request', { door, method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3, client: clientAddr });
+      if (logRequests) logger.info('request', { door, method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1e6) / 1e3, client: clientAddr });
     }
   };
 

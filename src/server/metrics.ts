@@ -37,9 +37,7 @@ export class Histogram {
   observe(value: number): void {
     this.sum += value;
     this.count++;
-    this.buckets.forEach((b, i) => {
-      if (value <= b) this.counts[i]!++;
-    });
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) this.counts[i]!++;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];

@@ -31,7 +31,11 @@ export function validateKey(key: string, segments: string[] = key.split('/')): s
   return key;
 }
 
+/** Printable ASCII without `%`: such a segment decodes to itself (the common case, and the cheap one). */
+const PLAIN_SEGMENT = /^[\x20-\x24\x26-\x7e]*$/;
+
 function decodeSegment(raw: string): string {
+  if (PLAIN_SEGMENT.test(raw)) return raw;
   let bytes: Buffer;
   try {
     bytes = percentDecodeToBytes(raw);

@@ -13,6 +13,7 @@ import type {
   Store,
   StoredChunk,
   UploadRecord,
+  UpdateOptions,
 } from './store.js';
 
 /**
@@ -45,7 +46,7 @@ export class EncryptedStore implements Store {
   // --- Sealed on the way in, opened on the way out. ---
 
   /** Versions and rejected writes carry manifests only: their bytes were sealed chunk by chunk in putChunks. */
-  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: { probeLockId?: string | null }): Promise<T> {
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: UpdateOptions<T>): Promise<T> {
     return this.inner.update(key, client, decide, opts);
   }
 

@@ -248,6 +248,19 @@ export interface AuditQuery {
   limit: number;
 }
 
+export interface UpdateOptions<T> {
+  /** A lock ID whose release on this key the snapshot should tell (KeySnapshot.probedLockIdReleased). */
+  probeLockId?: string | null;
+  /**
+   * Engines that commit several updates together (SQLite's group commit) call this synchronously once this
+   * update's changes are applied, inside its transaction, with its result (not for a refusal); an update
+   * started from it joins the same transaction and COMMIT, ordered after this one. The lock service hands a
+   * released lock to the next waiter this way: one commit for the release and the grant, both answered after
+   * it. Engines that commit each update on its own (PostgreSQL) never call it: the caller acts after commit.
+   */
+  applied?: (result: T) => void;
+}
+
 /**
  * The storage contract every engine meets (test/store-conformance.test.ts runs it against each).
  *
@@ -272,7 +285,7 @@ export interface Store {
    * Whenever a change clears or replaces a held lock, the store records the old lock ID as released on
    * the key, in the same transaction (so fencing can never miss one).
    */
-  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: { probeLockId?: string | null }): Promise<T>;
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts?: UpdateOptions<T>): Promise<T>;
 
   /** The live current version and its content (manifest), or null when the key is empty or deleted. */
   readCurrent(key: string): Promise<{ meta: VersionMeta; content: BodyContent } | null>;

@@ -122,4 +122,25 @@ describe('LOCK ?wait= with slow store updates', () => {
     assert.deepEqual(audit.items.map((e) => `${e.action} ${e.lockId}`), ['lock.acquire holder', 'lock.conflict waiter', 'lock.release holder', 'lock.acquire waiter', 'lock.release waiter']);
     await inner.close();
   });
+
+  test('on SQLite a release and the grant to the first waiter share one COMMIT, and both are answered after it', async () => {
+    const dir = tempDir('statelock-lock-waiting-');
+    dirs.push(dir);
+    const store = new SqliteStore(dir);
+    const locks = new LockService(store, new Metrics());
+    await locks.lock('w/handoff', Buffer.from(lockBody('holder')), client);
+    const granted = locks.lock('w/handoff', Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
+    await sleep(20); // in line
+    const before = store.commits;
+    const order: string[] = [];
+    const released = locks.unlockFromBody('w/handoff', Buffer.from(lockBody('holder')), client).then((r) => order.push(`unlock ${r.outcome}`));
+    const grant = granted.then((r) => order.push(`lock ${r.outcome} ${r.lock.id}`));
+    await Promise.all([released, grant]);
+    assert.equal(store.commits - before, 1, 'the release and the grant were committed together');
+    assert.deepEqual(order.sort(), ['lock acquired waiter', 'unlock released']);
+    assert.equal((await store.getLock('w/handoff'))?.id, 'waiter');
+    const audit = await store.listAudit({ key: 'w/handoff', limit: 10 });
+    assert.deepEqual(audit.items.map((e) => `${e.action} ${e.lockId}`), ['lock.acquire holder', 'lock.conflict waiter', 'lock.release holder', 'lock.acquire waiter'], 'release first, then the grant');
+    await store.close();
+  });
 });

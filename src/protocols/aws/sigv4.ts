@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { StatelockError } from '../../server/errors.js';
 import type { DecodedChunked } from './aws-chunked.js';
@@ -64,20 +65,8 @@ function parseCredential(value: string): Pick<SigV4Authorization, 'accessKeyId' 
   return { accessKeyId, date, region, service };
 }
 
-/** Parsed SignedHeaders values: a client sends the same list on every request. Bounded: emptied when full. */
-const signedHeaderLists = new Map<string, readonly string[]>();
-
 /** Splits `SignedHeaders=a;b;c`'s value; names must be lowercase field names and `host` must be one of them. */
 function parseSignedHeaders(value: string): string[] {
-  const known = signedHeaderLists.get(value);
-  if (known !== undefined) return [...known];
-  const names = checkedSignedHeaders(value);
-  if (signedHeaderLists.size >= DERIVED_KEYS_MAX) signedHeaderLists.clear();
-  signedHeaderLists.set(value, names);
-  return [...names];
-}
-
-function checkedSignedHeaders(value: string): string[] {
   const names = value.split(';');
   for (const name of names) {
     if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) {
@@ -97,27 +86,33 @@ export function parseAuthorization(header: string): SigV4Authorization {
   }
   const rest = text.slice(ALGORITHM.length).trim();
   if (rest === '') throw malformed('the Credential, SignedHeaders and Signature components are missing');
-  const fields = new Map<string, string>();
+  let credential: string | undefined;
+  let signedHeadersRaw: string | undefined;
+  let signature: string | undefined;
   for (const item of rest.split(',')) {
     const part = item.trim();
     const equals = part.indexOf('=');
     if (equals <= 0) throw malformed(`"${part}" is not a name=value component`);
     const name = part.slice(0, equals);
-    if (!['Credential', 'SignedHeaders', 'Signature'].includes(name)) {
-      throw malformed(`unknown component "${name}" (expected Credential, SignedHeaders and Signature)`);
-    }
-    if (fields.has(name)) throw malformed(`component ${name} is given twice`);
-    fields.set(name, part.slice(equals + 1));
+    const value = part.slice(equals + 1);
+    const given = name === 'Credential' ? credential : name === 'SignedHeaders' ? signedHeadersRaw : name === 'Signature' ? signature : null;
+    if (given === null) throw malformed(`unknown component "${name}" (expected Credential, SignedHeaders and Signature)`);
+    if (given !== undefined) throw malformed(`component ${name} is given twice`);
+    if (name === 'Credential') credential = value;
+    else if (name === 'SignedHeaders') signedHeadersRaw = value;
+    else signature = value;
   }
-  const credential = fields.get('Credential');
-  const signedHeadersRaw = fields.get('SignedHeaders');
-  const signature = fields.get('Signature');
   if (credential === undefined) throw malformed('the Credential component is missing');
   if (signedHeadersRaw === undefined) throw malformed('the SignedHeaders component is missing');
   if (signature === undefined) throw malformed('the Signature component is missing');
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw malformed('Signature must be 64 hexadecimal digits');
+  // Named one by one: spreading the credential's object in cost more than the rest of the parse.
+  const { accessKeyId, date, region, service } = parseCredential(credential);
   return {
-    ...parseCredential(credential),
+    accessKeyId,
+    date,
+    region,
+    service,
     signedHeaders: parseSignedHeaders(signedHeadersRaw),
     signedHeadersRaw,
     signature: signature.toLowerCase(),
@@ -134,8 +129,18 @@ export function headerValues(rawHeaders: readonly string[], name: string): strin
   return values;
 }
 
+/** The last timestamp parsed and its answer: every request signed within the same second carries the same one. */
+let lastAmzDate: { text: string; ms: number | null } = { text: '', ms: null };
+
 /** `yyyymmddThhmmssZ` → epoch ms, or null when it is not that format or not a real instant. */
 function parseAmzDate(text: string): number | null {
+  if (text === lastAmzDate.text) return lastAmzDate.ms;
+  const ms = parseAmzDateOnce(text);
+  lastAmzDate = { text, ms };
+  return ms;
+}
+
+function parseAmzDateOnce(text: string): number | null {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(text);
   if (!m) return null;
   const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
@@ -143,11 +148,9 @@ function parseAmzDate(text: string): number | null {
   return formatAmzDate(ms) === text ? ms : null;
 }
 
-/** Epoch ms → `yyyymmddThhmmssZ` (UTC, seconds precision; years 0–9999). */
+/** Epoch ms → `yyyymmddThhmmssZ` (UTC, seconds precision). */
 export function formatAmzDate(ms: number): string {
-  const d = new Date(ms);
-  const two = (n: number) => (n < 10 ? `0${n}` : `${n}`);
-  return `${String(d.getUTCFullYear()).padStart(4, '0')}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}T${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}Z`;
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
 
 /** The header value of x-amz-date (or Date), validated yyyymmddThhmmssZ and whose date part equals auth.date; throws AWS_AUTH_MALFORMED otherwise. */
@@ -325,9 +328,9 @@ export function credentialScope(auth: Pick<SigV4Authorization, 'date' | 'region'
   return `${auth.date}/${auth.region}/${auth.service}/${TERMINATOR}`;
 }
 
-/** Hex SHA-256 of a string (UTF-8) or bytes. */
+/** Hex SHA-256 of a string (UTF-8) or bytes (one-shot crypto.hash where Node has it, 20.12+: two per signed request). */
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return typeof crypto.hash === 'function' ? crypto.hash('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
 }
 
 /** `AWS4-HMAC-SHA256\n<amzDate>\n<scope>\n<hex sha256(canonical request)>` */
@@ -340,20 +343,22 @@ function hmac(key: string | Buffer, data: string): Buffer {
 }
 
 /**
- * Derived keys by secret, date, region and service: one key serves a client for a whole day, so deriving it
- * (four HMACs) once instead of per request is what the AWS SDKs do too. Bounded: emptied when full.
+ * Derived keys by date, region, service and secret, as AWS's own SDKs keep them: the chain costs four HMACs,
+ * and a key is valid for a whole day. Bounded: emptied when it grows past {@link SIGNING_KEYS_MAX}. Holds
+ * nothing a caller could not derive from the secret the server already holds; a request is still checked
+ * against the secret looked up for it, so a revoked or changed key derives nothing from here.
  */
-const derivedKeys = new Map<string, Buffer>();
-const DERIVED_KEYS_MAX = 256;
+const signingKeys = new Map<string, Buffer>();
+const SIGNING_KEYS_MAX = 256;
 
 /** The derived key: HMAC-SHA256 chain "AWS4"+secret → date → region → service → "aws4_request". */
 export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
-  const id = `${date}\n${region}\n${service}\n${secret}`;
-  let key = derivedKeys.get(id);
+  const id = `${date}\0${region}\0${service}\0${secret}`;
+  let key = signingKeys.get(id);
   if (key === undefined) {
     key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
-    if (derivedKeys.size >= DERIVED_KEYS_MAX) derivedKeys.clear();
-    derivedKeys.set(id, key);
+    if (signingKeys.size >= SIGNING_KEYS_MAX) signingKeys.clear();
+    signingKeys.set(id, key);
   }
   return key;
 }

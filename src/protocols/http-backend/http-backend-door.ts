@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { readUnlockBody, type LockService } from '../../lock/lock-service.js';
 import { StatelockError } from '../../server/errors.js';
-import { declaredMd5, errorBody, send, sendJson, sendStream } from '../../server/http-io.js';
+import { declaredMd5, errorBody, sendJson, sendStream, sendText } from '../../server/http-io.js';
 import type { RequestContext } from '../../server/request-context.js';
 import { parseKeyFromPath } from '../../state/state-key.js';
 import type { StateService } from '../../state/state-service.js';
@@ -76,7 +76,7 @@ export class HttpBackendDoor {
       signal = abort.signal;
     }
     const { lock } = await this.locks.lock(key, body, ctx.client, { sessionId: ctx.query.get('session') || null, waitMs, ...(signal ? { signal } : {}) });
-    send(ctx.res, 200, Buffer.from(lock.raw), 'application/json');
+    sendText(ctx.res, 200, lock.raw, 'application/json');
   }
 
   /** A holder's release needs `lock`; Terraform's empty-body and OpenTofu's zero-valued force-unlock need `force-unlock`. */
@@ -93,7 +93,7 @@ export class HttpBackendDoor {
    * decode to show the holder and to keep `-lock-timeout` polling. Other refusals get a JSON error.
    */
   static sendError(res: ServerResponse, err: StatelockError): void {
-    if (err.holderBody !== undefined) send(res, err.status, Buffer.from(err.holderBody), 'application/json');
+    if (err.holderBody !== undefined) sendText(res, err.status, err.holderBody, 'application/json');
     else sendJson(res, err.status, errorBody(err));
   }
 }

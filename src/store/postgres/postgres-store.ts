@@ -3,7 +3,7 @@ import type { AuditAction, AuditEntry, ClientContext, NewAuditEntry } from '../.
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
-import { sha256ChunkId, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UploadRecord, type VersionMeta } from '../store.js';
+import { sha256ChunkId, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UpdateOptions, type UploadRecord, type VersionMeta } from '../store.js';
 import { PostgresChunks } from './postgres-chunks.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
@@ -150,7 +150,7 @@ export class PostgresStore implements Store {
     this.releaseListeners.push(listener);
   }
 
-  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
+  async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     const decision = await translate(() =>
       this.transaction(async (c) => {
         await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);

@@ -24,6 +24,7 @@ import type {
   UploadRecord,
   PartRecord,
   PrincipalRecord,
+  UpdateOptions,
 } from '../store.js';
 import type { NewAuditEntry } from '../../audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
@@ -32,6 +33,7 @@ import { GroupCommit } from './group-commit.js';
 import { WalSync, type WalSyncIo } from './wal-sync.js';
 import { SqliteChunks } from './sqlite-chunks.js';
 import { sha256ChunkId } from '../store.js';
+import { isoNow } from '../../shared/iso-now.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 
 
@@ -131,10 +133,15 @@ export class SqliteStore implements Store {
       ),
       softDelete: db.prepare('UPDATE states SET current_version_id = NULL, deleted_at = ?, updated_at = ? WHERE key = ?'),
       lock: db.prepare(`${LOCK_SELECT} WHERE l.key = ?`),
+      // Inside a transaction (a snapshot): the lock alone, and its session only when it has one. Every column
+      // read costs (the driver builds each value and property name), and the join's 12 session columns are
+      // nearly always NULL.
+      lockOnly: db.prepare('SELECT * FROM locks WHERE key = ?'),
       heldLockId: db.prepare('SELECT lock_id FROM locks WHERE key = ?'),
+      // Positional parameters: binding by name looks each one up, per run.
       setLock: db.prepare(
         `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
-         VALUES (@key, @id, @operation, @who, @version, @created, @info, @path, @raw, @acquiredAt, @lastActivityAt, @clientAddr, @userAgent, @sessionId, @holds)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       recordReleased: db.prepare('INSERT OR IGNORE INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
       isReleased: db.prepare('SELECT 1 AS x FROM released_locks WHERE key = ? AND lock_id = ?'),
@@ -186,7 +193,7 @@ export class SqliteStore implements Store {
     };
   }
 
-  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: { probeLockId?: string | null } = {}): Promise<T> {
+  update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     const done = this.batches.submit((job): Decision<T> => {
       const snapshot = lazySnapshot(this.stmt, key, opts.probeLockId ?? null);
@@ -201,6 +208,8 @@ export class SqliteStore implements Store {
       job.bodyBytes = bodyBytesOf(decision.changes);
       if (job.bodyBytes > 0) this.reserve.assertRoomFor(job.bodyBytes);
       this.apply(key, client, decision.changes, snapshot.lockIdIfRead());
+      // Still inside the batch: an update started from here joins this transaction (see UpdateOptions.applied).
+      if (opts.applied && 'result' in decision) opts.applied(decision.result);
       return decision;
     });
     return done.then((decision) => {
@@ -254,7 +263,7 @@ export class SqliteStore implements Store {
 
   /** `heldLockId`: the lock's ID as the snapshot read it (null: free), when it did — spares reading it again. */
   private apply(key: string, client: ClientContext, changes: Changes, heldLockId?: string | null): void {
-    const now = new Date().toISOString();
+    const now = isoNow();
     if (changes.newVersion) this.insertVersion(key, changes.newVersion, now);
     if (changes.deleteState) this.stmt.softDelete.run(now, now, key);
     const lock = changes.lock;
@@ -264,8 +273,8 @@ export class SqliteStore implements Store {
       if (held !== undefined && held !== next) this.stmt.recordReleased.run(key, held, now);
     }
     if (lock && 'set' in lock) {
-      const { session: _session, ...row } = lock.set;
-      this.stmt.setLock.run({ ...row, holds: row.holds.join(',') });
+      const l = lock.set;
+      this.stmt.setLock.run(l.key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(','));
     }
     if (lock && 'clear' in lock) this.stmt.clearLock.run(key);
     if (changes.rejectedWrite) this.insertRejected(key, changes.rejectedWrite, now);
@@ -742,7 +751,14 @@ function lazySnapshot(
       return once('probedLockIdReleased', () => (probeLockId ? stmt.isReleased.get(key, probeLockId) !== undefined : false));
     },
     get lock() {
-      return once('lock', () => mapLock(stmt.lock.get(key) as Row | undefined));
+      return once('lock', () => {
+        const lock = mapLock(stmt.lockOnly.get(key) as Row | undefined);
+        if (lock?.sessionId) {
+          const session = stmt.session.get(lock.sessionId) as Row | undefined;
+          lock.session = session ? mapSession(session, '') : null;
+        }
+        return lock;
+      });
     },
     get versionCount() {
       return once('versionCount', () => ((stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0);

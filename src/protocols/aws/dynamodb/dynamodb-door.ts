@@ -475,15 +475,16 @@ function firstAfter(items: Item[], lockId: string): number {
 }
 
 function send(res: ServerResponse, status: number, doc: Answer, requestId: string, extra: Record<string, string> = {}): void {
-  const body = Buffer.from(JSON.stringify(doc), 'utf8');
+  // A string body goes out in one write with the headers (see sendText); crc32 reads it as UTF-8, as sent.
+  const body = JSON.stringify(doc);
   res.writeHead(status, {
     'Content-Type': 'application/x-amz-json-1.0',
-    'Content-Length': String(body.length),
+    'Content-Length': String(Buffer.byteLength(body, 'utf8')),
     'x-amzn-RequestId': requestId,
     'x-amz-crc32': String(crc32(body) >>> 0),
     ...extra,
   });
-  res.end(body);
+  res.end(body, 'utf8');
 }
 
 /**
