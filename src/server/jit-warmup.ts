@@ -1,10 +1,13 @@
 import { StateHeaderReader } from '../state/state-file.js';
+import { deflateRawSync } from 'node:zlib';
 import { Chunker } from '../store/content/chunker.js';
+import { decodeChunk } from '../store/content/chunk-codec.js';
+import type { StoredChunk } from '../store/store.js';
 
 /**
- * Runs the per-byte code of a state write (the JSON scanner behind StateHeaderReader, the chunker) over a
- * small synthetic state at start-up, so V8 compiles them with complete type feedback before the first real
- * body arrives.
+ * Runs the per-byte code of a state write (the JSON scanner behind StateHeaderReader, the chunker) and of
+ * a read (decodeChunk) over a small synthetic state at start-up, so V8 compiles them with complete type
+ * feedback before the first real body arrives.
  *
  * Why: both are hot loops with many rarely taken branches (a literal as a top-level value, an escape split
  * between two pieces …). Run cold, V8 optimizes them once they are hot, then meets a branch it has no
@@ -13,11 +16,13 @@ import { Chunker } from '../store/content/chunker.js';
  * afterwards. That was most of the first few writes' time after every restart (bench/README.md). This costs
  * ~30 ms of CPU once, after the server listens, in slices that yield to requests in between.
  */
-export function warmUpBodyPaths(): Promise<void> {
+export function warmUpBodyPaths(): Promise<{ rounds: number; completed: number }> {
   const samples = syntheticStates();
   const rounds = 24;
+  let completed = 0;
   return new Promise((resolve) => {
     let round = 0;
+    let stored: StoredChunk[] = [];
     const step = () => {
       const sample = samples[round % samples.length]!;
       try {
@@ -27,13 +32,20 @@ export function warmUpBodyPaths(): Promise<void> {
         for (let i = 0; i < sample.length; i += size) reader.push(sample.subarray(i, i + size));
         reader.end();
         const chunker = new Chunker({ min: 256, avg: 1024, max: 4096 });
-        for (let i = 0; i < sample.length; i += size) chunker.push(sample.subarray(i, i + size));
-        chunker.end();
+        const chunks: Buffer[] = [];
+        for (let i = 0; i < sample.length; i += size) chunks.push(...chunker.push(sample.subarray(i, i + size)));
+        chunks.push(...chunker.end());
+        if (round < samples.length) stored.push(...chunks.map((c, n) => ({ id: `warm-up-${n}`, size: c.length, codec: 'deflate' as const, data: deflateRawSync(c) })));
+        for (const c of stored) decodeChunk(c);
+        completed++;
       } catch {
-        // A warm-up never fails the server; the sample is valid, so this is not expected.
+        // A warm-up never fails the server (a test checks that every round completes).
       }
       if (++round < rounds) setImmediate(step);
-      else resolve();
+      else {
+        stored = [];
+        resolve({ rounds, completed });
+      }
     };
     setImmediate(step);
   });
