@@ -170,11 +170,17 @@ const x2 = (v: number) => `${v.toFixed(2)}×`;
  * and to that direction), targets taking turns going first. A run's throughput is the median of its
  * measured requests; every figure is the median over runs.
  */
-export async function transferSuite(sizesMiB: readonly number[], plan: (mib: number) => { runs: number; repeats: number }): Promise<{ figures: Figure[]; targets: TargetCheck[]; raw: unknown }> {
+export async function transferSuite(
+  sizesMiB: readonly number[],
+  plan: (mib: number) => { runs: number; repeats: number },
+  only?: readonly Target[],
+): Promise<{ figures: Figure[]; targets: TargetCheck[]; raw: unknown }> {
   const figures: Figure[] = [];
   const raw: Record<string, { bytes: number } & Partial<Record<Target, TransferRun[]>>> = {};
-  const pg = pgAvailable() ? await startPostgres() : null;
-  const targets = TARGETS.filter((t) => t !== 'postgres' || pg);
+  // `only` (a profiling script's choice) leaves targets out; the s3rver-relative figures need 's3rver'.
+  const wanted = TARGETS.filter((t) => !only || only.includes(t));
+  const pg = wanted.includes('postgres') && pgAvailable() ? await startPostgres() : null;
+  const targets = wanted.filter((t) => t !== 'postgres' || pg);
   const s3rverName = `s3rver ${packageVersion('s3rver')} (one file per object, no fsync; same signed requests)`;
   /** Per size, for the targets table: ratios against s3rver, and peaks ÷ size. */
   const vsS3rver: Array<{ mib: number; httpWrite: number; httpRead: number; s3Write: number; s3Read: number }> = [];

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { startApp } from '../../server/app.js';
+import { warmUpBodyPaths } from '../../server/jit-warmup.js';
 import { DEFAULTS, parseAwsCredentials, type ServerConfig } from '../../server/config.js';
 import { isLogLevel } from '../../server/logger.js';
 import { parseOptions } from '../parse-options.js';
@@ -125,6 +126,7 @@ export async function runServe(args: string[]): Promise<number> {
   app.logger.info('listening', { url: app.url, ...(config.databaseUrl ? {} : { dataDir: config.dataDir }), engine: app.store.engine, startupMs: Math.round(performance.now() - started) });
   app.logger.info('authentication', { state: app.authState });
   process.stdout.write(banner(app.url, config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`, app.authState));
+  void warmUpBodyPaths(); // in the background, between requests
 
   await new Promise<void>((done) => {
     const stop = (signal: string) => {

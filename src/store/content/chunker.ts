@@ -1,3 +1,5 @@
+import { plainView } from '../../state/json-stream-scan.js';
+
 /**
  * Content-defined chunking: a gear rolling hash with FastCDC's normalized cut points. A cut falls where
  * the hash of the last 32 bytes matches a mask, so boundaries follow the content, not the offsets: an
@@ -65,7 +67,8 @@ export class Chunker {
    * unfinished chunk's bytes): the caller must not reuse or change an input buffer afterwards. Request bodies
    * and buffers read from the database never are.
    */
-  push(bytes: Uint8Array): Buffer[] {
+  push(piece: Uint8Array): Buffer[] {
+    const bytes = plainView(piece); // one hidden class for the loop below, whoever made the piece
     const out: Buffer[] = [];
     const { min, avg, max, maskHard, maskEasy } = this;
     let start = 0; // where the current chunk's part of `bytes` begins
