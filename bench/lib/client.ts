@@ -43,6 +43,8 @@ export class Client {
   private parts: Buffer[] = [];
   private got = 0;
   private headDone = false;
+  /** Bytes left of the chunk being read, in a chunked answer. */
+  private chunkLeft = 0;
 
   constructor(baseUrl: string) {
     const u = new URL(baseUrl);
@@ -164,7 +166,6 @@ export class Client {
   }
 
   /** Chunked framing, read as it streams: `<hex size>\r\n<data>\r\n` … `0\r\n\r\n` (no trailers expected). */
-  private chunkLeft = 0;
   private onChunked(d: Buffer): void {
     while (d.length) {
       if (this.chunkLeft > 0) {

@@ -70,8 +70,6 @@ export class GroupCommit {
   private running = false;
   /** Waiting for a WAL sync to end before committing the queue. */
   private parked = false;
-  /** The batch being committed uses SQLite's FULL commit (no WalSync, or a lone update). */
-  private fullCommit = true;
   private _commits = 0;
   private _updates = 0;
   /** Transaction control, prepared once (db.exec would parse the SQL again on every call). */
@@ -154,10 +152,9 @@ export class GroupCommit {
     const taken: Job[] = [];
     // A lone update and no sync running: SQLite's own FULL commit is the quickest way to disk.
     const async = wal !== undefined && !(this.queue.length === 1 && !wal.inFlight);
-    this.fullCommit = !async;
     try {
       if (async) this.sql.syncNormal.run();
-      this.commitBatch(DISK_FULL_RETRIES, null, taken);
+      this.commitBatch(DISK_FULL_RETRIES, null, taken, !async);
     } catch (err) {
       // Unexpected (a SAVEPOINT statement failing …): nothing of the open transaction is kept.
       try {
@@ -197,9 +194,10 @@ export class GroupCommit {
   /**
    * One transaction over `retry` (the jobs of a failed attempt) or over the head of the queue (each job
    * taken is appended to `taken`); sets every job's outcome. `retries`: how many more attempts a full
-   * disk may cost.
+   * disk may cost. `fullCommit`: the COMMIT runs with synchronous=FULL (it syncs the WAL itself); otherwise
+   * with NORMAL, made durable by the WalSync.
    */
-  private commitBatch(retries: number, retry: Job[] | null, taken: Job[]): void {
+  private commitBatch(retries: number, retry: Job[] | null, taken: Job[], fullCommit: boolean): void {
     const { db, sql } = this;
     const take = (): Job => {
       if (retry) return retry.shift()!;
@@ -262,7 +260,7 @@ export class GroupCommit {
     if (lost === null) {
       try {
         sql.commit.run();
-        if (this.fullCommit) this.opts.wal?.committedDurably();
+        if (fullCommit) this.opts.wal?.committedDurably();
         else this.opts.wal?.committed();
         this._commits++;
         this._updates += batch.length;
@@ -282,7 +280,7 @@ export class GroupCommit {
       const rest = all.filter((j) => j.bodyBytes === 0);
       fail(withBody, this.opts.translate(lost));
       const freed = this.opts.onDiskFull(DISK_FULL_RETRIES - retries, false);
-      if (rest.length > 0 && (freed || withBody.length > 0)) this.commitBatch(retries - 1, rest, taken);
+      if (rest.length > 0 && (freed || withBody.length > 0)) this.commitBatch(retries - 1, rest, taken, fullCommit);
       else fail(rest, this.opts.translate(lost));
       return;
     }

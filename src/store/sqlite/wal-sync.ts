@@ -6,11 +6,10 @@ import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
  * A batch of updates (group-commit.ts) commits with `synchronous = NORMAL`: SQLite appends the batch's frames
  * to the WAL and returns without syncing. Then this class `fdatasync`s the WAL file — on the libuv thread
  * pool, so the event loop goes on reading and deciding the next requests meanwhile — and only once the sync
- * covering a batch has completed are that batch's callers answered. One sync covers every commit before it:
- * while one runs, the batches committed meanwhile wait for the next, so under load one fsync serves several
- * batches. Every acknowledged change has been fdatasynced, as with `synchronous = FULL` (which is what
- * SQLite itself does at a FULL commit: fdatasync of the WAL); a crash before the sync loses only changes
- * nobody was told about. WAL frames carry cumulative checksums, so a crash mid-way can never surface a
+ * covering a batch has completed are that batch's callers answered. One sync covers every commit before it;
+ * the updates arriving while it runs queue, and commit as one batch when it ends ({@link idle}). Every
+ * acknowledged change has been synced to disk, as with `synchronous = FULL` (where SQLite syncs the WAL inside
+ * the COMMIT); a crash before the sync loses only changes nobody was told about. WAL frames carry cumulative checksums, so a crash mid-way can never surface a
  * later commit without the earlier ones (SQLite's documented guarantee for NORMAL in WAL mode).
  *
  * Reads wait too ({@link settled}): a reader must not be shown a change that a crash could still take back
@@ -59,7 +58,7 @@ export class WalSync {
     return this.failure;
   }
 
-  /** Fsyncs of the WAL so far (on the thread pool or inline). */
+  /** Completed syncs of the WAL so far (each on the thread pool). */
   get syncs(): number {
     return this._syncs;
   }
