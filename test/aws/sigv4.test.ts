@@ -26,11 +26,11 @@ import {
   signingKey,
   stringToSign,
   verifySignature,
-  verifyStreamingSignatures,
+  streamingSignatureCheck,
   type SignedRequest,
   type SigV4Authorization,
 } from '../../src/protocols/aws/sigv4.js';
-import { decodeAwsChunked } from '../../src/protocols/aws/aws-chunked.js';
+import { AwsChunkedDecoder, decodeAwsChunked } from '../../src/protocols/aws/aws-chunked.js';
 import { verifyChecksums } from '../../src/protocols/aws/checksums.js';
 
 /**
@@ -423,18 +423,24 @@ describe('published AWS vectors, recomputed independently with node:crypto', () 
       Buffer.from(`\r\n${chunkLine(0, 'b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9')}\r\n`),
     ]);
     assert.equal(raw.length, 66_824, 'the documented Content-Length');
-    const decoded = decodeAwsChunked(raw, 66_560);
+    const check = (secret = S3_DOC_SECRET) => streamingSignatureCheck(auth, '20130524T000000Z', secret, false);
+    const decoded = decodeAwsChunked(raw, 66_560, check());
     assert.ok(decoded.body.equals(DOC_DATA));
-    verifyStreamingSignatures(decoded, auth, '20130524T000000Z', S3_DOC_SECRET, false);
 
-    // a changed byte, a reordered chain, or the wrong secret fail
-    const flipped = { ...decoded, body: Buffer.from(decoded.body) };
-    flipped.body[70_000 - 65_536] = 0x62;
-    expectCode(() => verifyStreamingSignatures(flipped, auth, '20130524T000000Z', S3_DOC_SECRET, false), 'AWS_SIGNATURE_MISMATCH');
-    const swapped = { ...decoded, chunkSignatures: [decoded.chunkSignatures[1]!, decoded.chunkSignatures[0]!, decoded.chunkSignatures[2]!] };
-    expectCode(() => verifyStreamingSignatures(swapped, auth, '20130524T000000Z', S3_DOC_SECRET, false), 'AWS_SIGNATURE_MISMATCH');
-    expectCode(() => verifyStreamingSignatures(decoded, auth, '20130524T000000Z', 'other', false), 'AWS_SIGNATURE_MISMATCH');
-    expectCode(() => verifyStreamingSignatures({ ...decoded, chunkSignatures: [] }, auth, '20130524T000000Z', S3_DOC_SECRET, false), 'AWS_SIGNATURE_MISMATCH');
+    // a changed byte, a reordered chain, missing signatures or the wrong secret fail
+    const flipped = Buffer.from(raw);
+    flipped[raw.indexOf('\r\n') + 2 + 70_000 - 65_536] = 0x62;
+    expectCode(() => decodeAwsChunked(flipped, 66_560, check()), 'AWS_SIGNATURE_MISMATCH');
+    const text = raw.toString('latin1');
+    const sigs = [...text.matchAll(/chunk-signature=([0-9a-f]{64})/g)].map((m) => m[1]!);
+    const swapped = text.replace(sigs[0]!, 'FIRST').replace(sigs[1]!, sigs[0]!).replace('FIRST', sigs[1]!);
+    expectCode(() => decodeAwsChunked(Buffer.from(swapped, 'latin1'), 66_560, check()), 'AWS_SIGNATURE_MISMATCH');
+    expectCode(() => decodeAwsChunked(raw, 66_560, check('other')), 'AWS_SIGNATURE_MISMATCH');
+    const unsigned = text.replace(/;chunk-signature=[0-9a-f]{64}/g, '');
+    expectCode(() => decodeAwsChunked(Buffer.from(unsigned, 'latin1'), 66_560, check()), 'AWS_SIGNATURE_MISMATCH');
+    // the first bad chunk is refused as soon as it completes, before the rest of the body has arrived
+    const early = new AwsChunkedDecoder(66_560, streamingSignatureCheck(auth, '20130524T000000Z', S3_DOC_SECRET, false));
+    expectCode(() => early.push(flipped.subarray(0, raw.indexOf('\r\n') + 2 + 65_536)), 'AWS_SIGNATURE_MISMATCH');
   });
 
   test('S3 documentation: signed chunked upload with a signed trailer (…-PAYLOAD-TRAILER)', () => {
@@ -455,15 +461,13 @@ describe('published AWS vectors, recomputed independently with node:crypto', () 
         Buffer.from(`\r\n${chunkLine(0, '2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992')}${trailerText}`),
       ]);
     const goodSig = 'd81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435';
-    const decoded = decodeAwsChunked(body(trailer('sOO8/Q==', goodSig)), 66_560);
-    verifyStreamingSignatures(decoded, auth, '20130524T000000Z', S3_DOC_SECRET, true);
+    const check = () => streamingSignatureCheck(auth, '20130524T000000Z', S3_DOC_SECRET, true);
+    const decoded = decodeAwsChunked(body(trailer('sOO8/Q==', goodSig)), 66_560, check());
     assert.deepEqual(verifyChecksums({}, decoded.trailers, decoded.body), { crc32c: 'sOO8/Q==' });
 
     // the trailer signature covers the trailer value, and must be present
-    const otherValue = decodeAwsChunked(body(trailer('sOO8/A==', goodSig)), 66_560);
-    expectCode(() => verifyStreamingSignatures(otherValue, auth, '20130524T000000Z', S3_DOC_SECRET, true), 'AWS_SIGNATURE_MISMATCH');
-    const noSignature = decodeAwsChunked(body('x-amz-checksum-crc32c:sOO8/Q==\r\n\r\n'), 66_560);
-    expectCode(() => verifyStreamingSignatures(noSignature, auth, '20130524T000000Z', S3_DOC_SECRET, true), 'AWS_SIGNATURE_MISMATCH');
+    expectCode(() => decodeAwsChunked(body(trailer('sOO8/A==', goodSig)), 66_560, check()), 'AWS_SIGNATURE_MISMATCH');
+    expectCode(() => decodeAwsChunked(body('x-amz-checksum-crc32c:sOO8/Q==\r\n\r\n'), 66_560, check()), 'AWS_SIGNATURE_MISMATCH');
   });
 });
 

@@ -5,12 +5,12 @@ import { bodyStream, readRawBody } from '../../server/http-io.js';
 import type { Digests } from '../../state/state-file.js';
 import { StatelockError } from '../../server/errors.js';
 import type { RequestContext } from '../../server/request-context.js';
-import { decodeAwsChunked, isAwsChunked } from './aws-chunked.js';
+import { AwsChunkedDecoder, decodeAwsChunked, isAwsChunked, type ChunkObserver } from './aws-chunked.js';
 import type { AwsDoorDeps, AwsRequest, AwsService } from './aws-request.js';
-import { verifyChecksums, verifyChecksumsStreaming } from './checksums.js';
+import { checkAnnouncedTrailers, verifyChecksums, verifyChecksumsStreaming } from './checksums.js';
 import { DynamoDbDoor } from './dynamodb/dynamodb-door.js';
 import { S3Door } from './s3/s3-door.js';
-import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, sha256Hex, verifySignature, verifyStreamingSignatures, type SignedRequest } from './sigv4.js';
+import { checkClockSkew, isSigV4, parseAuthorization, parseRawQuery, requestTime, sha256Hex, streamingSignatureCheck, verifySignature, type SignedRequest } from './sigv4.js';
 import { StsDoor } from './sts/sts-door.js';
 
 export interface AwsAuthPolicy {
@@ -88,10 +88,15 @@ export class AwsDoor {
     }
     const query = new URLSearchParams(parseRawQuery(rawQuery));
     const plainPayload = declaredHash === 'UNSIGNED-PAYLOAD' || (declaredHash !== undefined && /^[0-9a-f]{64}$/i.test(declaredHash));
-    if (service === 's3' && plainPayload && !isAwsChunked(req.headers) && this.s3.streamsBody(ctx.method, hostOf(req), rawPath, query, req.headers)) {
-      // A state object's body streams into the store; what the buffered path checks here is checked as it
-      // streams and before anything is committed (see streamedPayload).
-      const { stream, verifyBody, checksums } = streamedPayload(req, this.maxBodyBytes, declaredHash!);
+    const chunked = isAwsChunked(req.headers);
+    // Signed streaming uploads sign every chunk (and the trailer): check them, or a body changed in flight would land.
+    const signatures = chunked && secret !== null && declaredHash?.startsWith('STREAMING-AWS4-HMAC-SHA256-PAYLOAD') ? streamingSignatureCheck(auth, time.amzDate, secret, declaredHash.endsWith('-TRAILER')) : undefined;
+    const decodedLength = chunked ? declaredDecodedLength(req) : null;
+    const streamable = chunked ? declaredHash?.startsWith('STREAMING-') === true : plainPayload;
+    if (service === 's3' && streamable && this.s3.streamsBody(ctx.method, hostOf(req), rawPath, query, req.headers)) {
+      // A state object's body streams into the store (decoded on the way when aws-chunked); what the buffered
+      // path checks here is checked as it streams and before anything is committed (see streamedPayload).
+      const { stream, verifyBody, checksums } = streamedPayload(req, this.maxBodyBytes, declaredHash!, chunked ? { decodedLength, signatures } : null);
       const r: AwsRequest = { ctx, service, method: ctx.method, rawPath, rawQuery, query, host: hostOf(req), region: auth.region, accessKeyId: auth.accessKeyId, body: Buffer.alloc(0), bodyStream: stream, verifyBody, checksums, requestId: answering.requestId };
       ctx.client.principal = principal.kind === 'anonymous' ? `aws:${auth.accessKeyId}` : principal.name;
       return this.s3.handle(r);
@@ -107,13 +112,10 @@ export class AwsDoor {
     } else if (declaredHash && declaredHash !== 'UNSIGNED-PAYLOAD' && !declaredHash.startsWith('STREAMING-')) {
       throw new StatelockError('AWS_AUTH_MALFORMED', { reason: `x-amz-content-sha256 must be a hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING- value, not "${declaredHash}"` });
     }
-    if (isAwsChunked(req.headers)) {
-      const decodedLength = headerValue(req, 'x-amz-decoded-content-length');
-      const decoded = decodeAwsChunked(raw, decodedLength !== undefined && /^\d+$/.test(decodedLength) ? Number(decodedLength) : null);
-      // Signed streaming uploads sign every chunk (and the trailer): check them, or a body changed in flight would land.
-      if (secret !== null && declaredHash?.startsWith('STREAMING-AWS4-HMAC-SHA256-PAYLOAD')) {
-        verifyStreamingSignatures(decoded, auth, time.amzDate, secret, declaredHash.endsWith('-TRAILER'));
-      }
+    if (chunked) {
+      // Read whole (UploadPart, lock objects …), decoded by the same decoder in one piece.
+      const decoded = decodeAwsChunked(raw, decodedLength, signatures);
+      checkAnnouncedTrailers(req.headers, decoded.trailers);
       body = decoded.body;
       trailers = decoded.trailers;
     }
@@ -179,31 +181,53 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 }
 
 
+/** x-amz-decoded-content-length when it is a decimal number, else null (not checked, as before). */
+function declaredDecodedLength(req: IncomingMessage): number | null {
+  const value = headerValue(req, 'x-amz-decoded-content-length');
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : null;
+}
+
 /**
- * A plain S3 body as it arrives (the size limit applies), with the checks the buffered path makes on the
- * whole body: the CRCs and SHA-1 of x-amz-checksum-* run over the pieces; the declared payload hash,
- * Content-MD5 and x-amz-checksum-sha256 are compared with the digests the ingest computes in the same
- * pass, by `verifyBody`, which the writer calls before it commits. `checksums` is filled then.
+ * An S3 body as it arrives (the size limit applies to the bytes on the wire), with the checks the buffered
+ * path makes on the whole body. A plain body goes to the writer as it is; an aws-chunked one (`chunked`)
+ * through AwsChunkedDecoder, whose data pieces go on as they are decoded — the framing, the decoded length
+ * and the chunk signatures (`signatures`) are checked as chunks complete, the trailer signature when the body
+ * ends. The CRCs and SHA-1 of x-amz-checksum-* headers and announced trailers run over the (decoded) pieces;
+ * the declared payload hash (plain bodies), Content-MD5, SHA-256 and the trailers' values are compared with the
+ * digests the ingest computes in the same pass, by `verifyBody`, which the writer calls before it commits.
+ * `checksums` is filled then. Any refusal happens before the version is committed: the chunks already
+ * stored are named by nothing, and the sweep removes them.
  */
-function streamedPayload(req: IncomingMessage, limit: number, declaredHash: string) {
+function streamedPayload(req: IncomingMessage, limit: number, declaredHash: string, chunked: { decodedLength: number | null; signatures: ChunkObserver | undefined } | null) {
   // As the buffered path: a declared length over the limit is refused before anything else is looked at.
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
-  const checks = verifyChecksumsStreaming(req.headers); // malformed values are refused before a byte is read
+  const checks = verifyChecksumsStreaming(req.headers, { trailers: chunked !== null }); // malformed header values are refused before a byte is read
   const checksums: Record<string, string> = {};
-  async function* stream(): AsyncGenerator<Buffer> {
+  let trailers: Record<string, string> | undefined;
+  async function* plain(): AsyncGenerator<Buffer> {
     for await (const piece of bodyStream(req, limit)) {
       checks.update(piece);
       yield piece;
     }
   }
+  async function* decoded(decoder: AwsChunkedDecoder): AsyncGenerator<Buffer> {
+    for await (const piece of bodyStream(req, limit)) {
+      for (const data of decoder.push(piece)) {
+        checks.update(data);
+        yield data;
+      }
+    }
+    trailers = decoder.end().trailers;
+  }
   const verifyBody = (digests: Digests): void => {
-    if (declaredHash !== 'UNSIGNED-PAYLOAD' && digests.sha256 !== declaredHash.toLowerCase()) {
+    if (chunked === null && declaredHash !== 'UNSIGNED-PAYLOAD' && digests.sha256 !== declaredHash.toLowerCase()) {
       throw new StatelockError('AWS_PAYLOAD_HASH_MISMATCH', { given: declaredHash, actual: digests.sha256 });
     }
-    Object.assign(checksums, checks.finish(digests));
+    Object.assign(checksums, checks.finish(digests, trailers));
   };
-  return { stream: stream(), verifyBody, checksums };
+  const stream = chunked === null ? plain() : decoded(new AwsChunkedDecoder(chunked.decodedLength, chunked.signatures));
+  return { stream, verifyBody, checksums };
 }
 
 /** Random bytes for request IDs, drawn 4 KiB at a time: one randomBytes call per request showed in profiles. */

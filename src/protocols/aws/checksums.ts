@@ -223,12 +223,45 @@ export function verifyChecksums(
 }
 
 /**
- * verifyChecksums for a body that streams (no trailers: aws-chunked bodies are not streamed). Every value's
- * format is checked at once (AWS_INVALID_DIGEST before a byte is read); `update` sees the body's pieces for
- * the CRCs and SHA-1; `finish` takes the MD5 and SHA-256 the ingest computed anyway (rather than computing
- * them a second time), compares everything (AWS_BAD_DIGEST) and returns what verifyChecksums would have.
+ * The x-amz-checksum-<alg> trailers a request announces in `x-amz-trailer` (the SDKs announce every trailer
+ * they send), lowercase, in a stable order.
  */
-export function verifyChecksumsStreaming(headers: IncomingHttpHeaders): { update(data: Uint8Array): void; finish(digests: { md5: string; sha256: string }): Record<string, string> } {
+export function announcedChecksumTrailers(headers: IncomingHttpHeaders): ChecksumAlgorithm[] {
+  const names = (headerText(headers['x-amz-trailer']) ?? '').split(',').map((name) => name.trim().toLowerCase());
+  return CHECKSUM_ALGORITHMS.filter((alg) => names.includes(`x-amz-checksum-${alg}`));
+}
+
+/**
+ * An aws-chunked body's checksum trailers must be the ones `x-amz-trailer` announced: an announced one that
+ * is missing would leave the body unchecked, and an unannounced one is not computed while the body streams.
+ * @throws StatelockError AWS_CHUNKED_MALFORMED
+ */
+export function checkAnnouncedTrailers(headers: IncomingHttpHeaders, trailers: Record<string, string>): void {
+  const announced = announcedChecksumTrailers(headers);
+  for (const alg of announced) {
+    const name = `x-amz-checksum-${alg}`;
+    if (trailers[name] === undefined) throw new StatelockError('AWS_CHUNKED_MALFORMED', { reason: `x-amz-trailer announces ${name}, but the body ends without that trailer` });
+  }
+  for (const alg of CHECKSUM_ALGORITHMS) {
+    const name = `x-amz-checksum-${alg}`;
+    if (trailers[name] !== undefined && !announced.includes(alg)) {
+      throw new StatelockError('AWS_CHUNKED_MALFORMED', { reason: `the trailer ${name} was not announced in x-amz-trailer` });
+    }
+  }
+}
+
+/**
+ * verifyChecksums for a body that streams. Every header value's format is checked at once
+ * (AWS_INVALID_DIGEST before a byte is read); `update` sees the body's pieces (the decoded data of an
+ * aws-chunked body) for the CRCs and SHA-1 of the headers and of the trailers `x-amz-trailer` announces;
+ * `finish` takes the MD5 and SHA-256 the ingest computed anyway (rather than computing them a second time)
+ * and, for an aws-chunked body, its trailers; it checks the trailers against the announcement
+ * (checkAnnouncedTrailers), compares everything (AWS_BAD_DIGEST) and returns what verifyChecksums would have.
+ */
+export function verifyChecksumsStreaming(
+  headers: IncomingHttpHeaders,
+  options: { trailers?: boolean } = {},
+): { update(data: Uint8Array): void; finish(digests: { md5: string; sha256: string }, trailers?: Record<string, string>): Record<string, string> } {
   const given: Array<{ key: ChecksumAlgorithm | 'md5'; header: string; value: string }> = [];
   for (const alg of CHECKSUM_ALGORITHMS) {
     const name = `x-amz-checksum-${alg}`;
@@ -238,15 +271,32 @@ export function verifyChecksumsStreaming(headers: IncomingHttpHeaders): { update
   const md5 = headerText(headers['content-md5']);
   if (md5 !== undefined) given.push({ key: 'md5', header: 'Content-MD5', value: md5.trim() });
   for (const g of given) checkDigestFormat(g.header, g.value, DIGEST_BYTES[g.key]);
-  const running = new Map(given.filter((g) => g.key !== 'md5' && g.key !== 'sha256').map((g) => [g.key, runningChecksum(g.key)]));
+  const computed = new Set<ChecksumAlgorithm>(given.flatMap((g) => (g.key === 'md5' ? [] : [g.key])));
+  if (options.trailers) for (const alg of announcedChecksumTrailers(headers)) computed.add(alg);
+  // MD5 and SHA-256 come from the ingest's digests: only the others run here.
+  const running = new Map([...computed].filter((alg) => alg !== 'sha256').map((alg) => [alg, runningChecksum(alg)]));
   return {
     update: (data) => running.forEach((r) => r.update(data)),
-    finish: (digests) => {
+    finish: (digests, trailers) => {
+      const actualOf = (key: ChecksumAlgorithm | 'md5'): string =>
+        key === 'md5' ? digests.md5 : key === 'sha256' ? Buffer.from(digests.sha256, 'hex').toString('base64') : running.get(key)!.digest();
       const verified: Record<string, string> = {};
       for (const g of given) {
-        const actual = g.key === 'md5' ? digests.md5 : g.key === 'sha256' ? Buffer.from(digests.sha256, 'hex').toString('base64') : running.get(g.key)!.digest();
+        const actual = actualOf(g.key);
         if (actual !== g.value) throw new StatelockError('AWS_BAD_DIGEST', { header: g.header, given: g.value, actual });
         verified[g.key] = actual;
+      }
+      if (options.trailers && trailers) {
+        checkAnnouncedTrailers(headers, trailers);
+        for (const alg of CHECKSUM_ALGORITHMS) {
+          const name = `x-amz-checksum-${alg}`;
+          const value = trailers[name];
+          if (value === undefined) continue;
+          checkDigestFormat(`${name} trailer`, value, DIGEST_BYTES[alg]);
+          const actual = actualOf(alg);
+          if (actual !== value) throw new StatelockError('AWS_BAD_DIGEST', { header: `${name} trailer`, given: value, actual });
+          verified[alg] = actual;
+        }
       }
       return verified;
     },

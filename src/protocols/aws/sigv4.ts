@@ -1,7 +1,7 @@
 import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { StatelockError } from '../../server/errors.js';
-import type { DecodedChunked } from './aws-chunked.js';
+import type { ChunkObserver } from './aws-chunked.js';
 
 /**
  * Server-side AWS Signature Version 4 (header auth), per reference §4: parse the Authorization header,
@@ -391,9 +391,9 @@ export function verifySignature(req: SignedRequest, auth: SigV4Authorization, se
   throw new StatelockError('AWS_SIGNATURE_MISMATCH');
 }
 
-/** The signature of one chunk of a STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] body, chained on the previous one. */
-export function chunkSignature(key: Buffer, amzDate: string, auth: SigV4Authorization, previousSignature: string, chunk: Uint8Array): string {
-  const toSign = [`${ALGORITHM}-PAYLOAD`, amzDate, credentialScope(auth), previousSignature, EMPTY_SHA256, sha256Hex(chunk)].join('\n');
+/** The signature of one chunk of a STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] body (given its data's hex SHA-256), chained on the previous one. */
+export function chunkSignature(key: Buffer, amzDate: string, auth: SigV4Authorization, previousSignature: string, chunkSha256Hex: string): string {
+  const toSign = [`${ALGORITHM}-PAYLOAD`, amzDate, credentialScope(auth), previousSignature, EMPTY_SHA256, chunkSha256Hex].join('\n');
   return signatureOf(key, toSign);
 }
 
@@ -417,34 +417,29 @@ export function trailerSignature(
 }
 
 /**
- * Checks the chunk signatures (and, with `withTrailer`, the x-amz-trailer-signature) of a decoded signed
- * aws-chunked body, seeded with the Authorization header's signature. Throws AWS_SIGNATURE_MISMATCH when one
- * is missing or wrong.
+ * The chunk signatures (and, with `withTrailer`, the x-amz-trailer-signature) of a signed aws-chunked body,
+ * checked as the decoder completes each chunk: the chain starts at the Authorization header's signature and
+ * each chunk's signature chains into the next. Throws AWS_SIGNATURE_MISMATCH at the first chunk whose
+ * signature is missing or wrong, and at the end when the trailer signature is.
  */
-export function verifyStreamingSignatures(
-  decoded: DecodedChunked,
-  auth: SigV4Authorization,
-  amzDate: string,
-  secret: string,
-  withTrailer: boolean,
-): void {
-  if (decoded.chunkSignatures.length === 0 || decoded.chunkSignatures.length !== decoded.chunkLengths.length) {
-    throw new StatelockError('AWS_SIGNATURE_MISMATCH');
-  }
+export function streamingSignatureCheck(auth: SigV4Authorization, amzDate: string, secret: string, withTrailer: boolean): ChunkObserver {
   const key = signingKey(secret, auth.date, auth.region, auth.service);
   let previous = auth.signature;
-  let offset = 0;
-  for (let i = 0; i < decoded.chunkLengths.length; i++) {
-    const length = decoded.chunkLengths[i] ?? 0;
-    const expected = chunkSignature(key, amzDate, auth, previous, decoded.body.subarray(offset, offset + length));
-    if (!sameSignature(expected, decoded.chunkSignatures[i] ?? '')) throw new StatelockError('AWS_SIGNATURE_MISMATCH');
-    previous = expected;
-    offset += length;
-  }
-  if (!withTrailer) return;
-  const given = decoded.trailers['x-amz-trailer-signature'];
-  if (given === undefined) throw new StatelockError('AWS_SIGNATURE_MISMATCH');
-  if (!sameSignature(trailerSignature(key, amzDate, auth, previous, decoded.trailers), given.toLowerCase())) {
-    throw new StatelockError('AWS_SIGNATURE_MISMATCH');
-  }
+  return {
+    wantsDigest: true,
+    chunk(_size, signature, sha256Hex) {
+      if (signature === undefined || sha256Hex === undefined) throw new StatelockError('AWS_SIGNATURE_MISMATCH');
+      const expected = chunkSignature(key, amzDate, auth, previous, sha256Hex);
+      if (!sameSignature(expected, signature)) throw new StatelockError('AWS_SIGNATURE_MISMATCH');
+      previous = expected;
+    },
+    end(trailers) {
+      // The decoder has seen the final 0-length chunk, so at least that one was signed and checked.
+      if (!withTrailer) return;
+      const given = trailers['x-amz-trailer-signature'];
+      if (given === undefined || !sameSignature(trailerSignature(key, amzDate, auth, previous, trailers), given.toLowerCase())) {
+        throw new StatelockError('AWS_SIGNATURE_MISMATCH');
+      }
+    },
+  };
 }
