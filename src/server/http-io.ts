@@ -73,18 +73,29 @@ export async function* bodyStream(req: IncomingMessage, limit: number): AsyncGen
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
   let size = 0;
-  const pieces = req[Symbol.asyncIterator]();
-  for (;;) {
-    let next: IteratorResult<Buffer>;
-    try {
-      next = (await pieces.next()) as IteratorResult<Buffer>;
-    } catch (err) {
-      throw new StatelockError('REQUEST_ABORTED', { reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+  // Not destroyed when the reader stops early: that would destroy the socket before the answer is written.
+  const pieces = req.iterator({ destroyOnReturn: false });
+  try {
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = (await pieces.next()) as IteratorResult<Buffer>;
+      } catch (err) {
+        throw new StatelockError('REQUEST_ABORTED', { reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+      }
+      if (next.done) return;
+      size += next.value.length;
+      if (size > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
+      yield next.value;
     }
-    if (next.done) return;
-    size += next.value.length;
-    if (size > limit) throw new StatelockError('PAYLOAD_TOO_LARGE', { limit });
-    yield next.value;
+  } finally {
+    // Refused before the body ended (a bad chunk signature, an invalid state …): the rest is read and dropped,
+    // as Node does with a body nobody reads. Left paused, it would hold the connection: the client's next
+    // request on it would never be answered.
+    if (!req.complete) {
+      await pieces.return?.();
+      req.resume();
+    }
   }
 }
 

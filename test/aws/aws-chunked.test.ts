@@ -312,6 +312,7 @@ describe('AwsChunkedDecoder: the body in pieces, split anywhere', () => {
     ['signed, signed trailer', `5;chunk-signature=${SIG(1)}\r\nhello\r\n0;chunk-signature=${SIG(2)}\r\nx-amz-checksum-crc32:NhCmhg==\r\nx-amz-trailer-signature:${'ab'.repeat(32)}\r\n\r\n`, 5],
     ['documentation layout', `5;chunk-signature=${SIG(1)}\r\nhello\r\n0;chunk-signature=${SIG(2)}\r\n\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n`, 5],
     ['data that looks like framing, CR before LF across pieces', '6\r\n0\r\n\r\r\n\r\n0\r\nx:y\r\n\r\n', 6],
+    ['a bare CR inside a trailer line', '5\r\nhello\r\n0\r\nx-amz-meta-a:b\rc\r\n\r\n', 5],
   ];
 
   for (const [name, text, length] of WELL_FORMED) {
