@@ -28,10 +28,11 @@ export interface AwsRequest {
   /** The request body, decoded from aws-chunked when it was sent so, and verified. Empty when `bodyStream` is set. */
   body: Buffer;
   /**
-   * PutObject of a state object with a plain (not aws-chunked) body: the body as it arrives, not read yet,
-   * so that it streams into the store. Its signature covered the headers; the payload hash, Content-MD5 and
-   * x-amz-checksum-* are checked by `verifyBody`, which the writer calls with the body's digests before it
-   * commits anything (the CRCs are computed while the stream is read).
+   * PutObject of a state object: the body as it arrives (decoded on the way when it is aws-chunked, its chunk
+   * signatures checked as chunks complete), not read yet, so that it streams into the store. Its signature
+   * covered the headers; the payload hash, Content-MD5, x-amz-checksum-* headers and trailers are checked by
+   * `verifyBody`, which the writer calls with the body's digests before it commits anything (the CRCs are
+   * computed while the stream is read).
    */
   bodyStream?: AsyncIterable<Buffer>;
   verifyBody?: (digests: Digests) => void;

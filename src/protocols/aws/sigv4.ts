@@ -6,7 +6,8 @@ import type { ChunkObserver } from './aws-chunked.js';
 /**
  * Server-side AWS Signature Version 4 (header auth), per reference §4: parse the Authorization header,
  * rebuild the canonical request from the request exactly as it arrived, and compare signatures in constant
- * time. Also the chunk and trailer signatures of the signed aws-chunked variants. Pure functions: no I/O.
+ * time. Also the chunk and trailer signatures of the signed aws-chunked variants, checked chunk by chunk as the
+ * body is decoded. No I/O.
  */
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';

@@ -32,7 +32,8 @@ const SUBRESOURCES = [
  * `<key>.tflock` IS the lock on `<bucket>/<key>`. Decode, call the services, encode: no rules here.
  *
  * The AWS door in front has already checked the signature, the clock, the payload hash, aws-chunked
- * framing, Content-MD5 and x-amz-checksum-*; what arrives here is trusted to be what the client sent.
+ * framing, Content-MD5 and x-amz-checksum-* (for a streamed PutObject body: as it streams, and before the
+ * writer commits, through AwsRequest.verifyBody); what arrives here is trusted to be what the client sent.
  */
 export class S3Door {
   constructor(private readonly deps: AwsDoorDeps) {}
