@@ -121,6 +121,30 @@ for (const engine of ENGINES) {
       await store.close();
     });
 
+    test("the snapshot's highest serial is the current lineage's, and 0 without a current version", async () => {
+      const store = await engine.open(tempDir());
+      try {
+        const putIn = async (lineage: string, serial: number) => {
+          const body = `{"serial":${serial},"lineage":"${lineage}"}`;
+          const chunks = await storeBody(store, body);
+          await store.update('h', client, (snap) => ({ result: null, changes: { newVersion: version(snap.versionCount + 1, serial, chunks, Buffer.byteLength(body), lineage) } }));
+        };
+        const snap = () => store.update('h', client, (s) => ({ result: { current: s.current?.lineage ?? null, highest: s.highestSerial, count: s.versionCount }, changes: {} }));
+        assert.deepEqual(await snap(), { current: null, highest: 0, count: 0 });
+        await putIn('L', 1);
+        await putIn('L', 7);
+        await putIn('L', 3); // a forced push may go back: the highest stays 7
+        await putIn('M', 2);
+        assert.deepEqual(await snap(), { current: 'M', highest: 2, count: 4 });
+        await putIn('L', 4);
+        assert.deepEqual(await snap(), { current: 'L', highest: 7, count: 5 });
+        await store.update('h', client, () => ({ result: null, changes: { deleteState: true } }));
+        assert.deepEqual(await snap(), { current: null, highest: 0, count: 5 }, 'a soft-deleted key has no current version; its numbering goes on');
+      } finally {
+        await store.close();
+      }
+    });
+
     test('bytes come back exactly as written, current and by seq or serial', async () => {
       const store = await engine.open(tempDir());
       const odd = '{"serial":1,"lineage":"L","x":"\u00e9\u2603",  "pad":"  "}\n';

@@ -5,6 +5,7 @@ import { prefixUpperBound } from '../../state/state-key.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
 import { sha256ChunkId, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UpdateOptions, type UploadRecord, type VersionMeta } from '../store.js';
 import { PostgresChunks } from './postgres-chunks.js';
+import { readSnapshot } from './postgres-snapshot.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 /**
@@ -16,6 +17,15 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 const MIGRATION_LOCK = 72_620_01;
 /** NOTIFY channel: a lock was released or replaced on some replica; waiters on every replica wake. */
 const RELEASED_CHANNEL = 'statelock_lock_released';
+/**
+ * A lock was released or replaced: remember its ID (a late UNLOCK of it is then answered as already done) and
+ * wake the waiters of every replica — the NOTIFY is delivered on commit. One statement: a data-modifying WITH
+ * runs whether or not the query reads it. $1 key, $2 the released ID, $3 when, $4 the channel.
+ */
+const RELEASE_CTE = 'r AS (INSERT INTO released_locks (key, lock_id, released_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)';
+const RELEASE_SQL = `WITH ${RELEASE_CTE} SELECT pg_notify($4, $1)`;
+/** The same, deleting the lock row in the same statement (an UNLOCK, a force-unlock). */
+const CLEAR_SQL = `WITH d AS (DELETE FROM locks WHERE key = $1), ${RELEASE_CTE} SELECT pg_notify($4, $1)`;
 
 const VERSION_COLUMNS = 'v.id, v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced, v.chunked';
 const LOCK_SELECT =
@@ -79,11 +89,11 @@ export class PostgresStore implements Store {
    * Runs `fn` in one transaction on a pooled client: `begin`, then COMMIT, or ROLLBACK on any error (a client
    * whose ROLLBACK fails too is dropped from the pool rather than reused).
    */
-  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>, begin: string | ((c: pg.PoolClient) => string) = 'BEGIN'): Promise<T> {
     const c = await this.checkout();
     let broken = false;
     try {
-      await c.query(begin);
+      await c.query(typeof begin === 'string' ? begin : begin(c));
       const result = await fn(c);
       await c.query('COMMIT');
       return result;
@@ -152,37 +162,24 @@ export class PostgresStore implements Store {
 
   async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     const decision = await translate(() =>
-      this.transaction(async (c) => {
-        await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
-        const d = decide(await this.readSnapshot(c, key, opts.probeLockId ?? null));
-        await this.apply(c, key, client, d.changes);
-        return d;
-      }),
+      this.transaction(
+        async (c) => {
+          const snapshot = await readSnapshot(c, key, opts.probeLockId ?? null);
+          const d = decide(snapshot);
+          await this.apply(c, key, client, d.changes, snapshot.lock?.id ?? null);
+          return d;
+        },
+        // BEGIN and the key's advisory lock in one round trip (a simple query may hold several statements; it
+        // takes no parameters, hence the escaped literal).
+        (c) => `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(${c.escapeLiteral(key)}, 0))`,
+      ),
     );
     if ('error' in decision) throw decision.error;
     return decision.result;
   }
 
-  private async readSnapshot(c: Q, key: string, probe: string | null): Promise<KeySnapshot> {
-    const [current, lock, state, released] = [
-      await c.query(`SELECT ${VERSION_COLUMNS} FROM states s JOIN versions v ON v.id = s.current_version_id WHERE s.key = $1`, [key]),
-      await c.query(`${LOCK_SELECT} WHERE l.key = $1`, [key]),
-      await c.query('SELECT version_count FROM states WHERE key = $1', [key]),
-      probe ? await c.query('SELECT 1 FROM released_locks WHERE key = $1 AND lock_id = $2', [key, probe]) : null,
-    ];
-    const currentMeta = mapVersion(current.rows[0] as Row | undefined);
-    const highest = currentMeta ? await c.query('SELECT max(serial) AS s FROM versions WHERE key = $1 AND lineage = $2', [key, currentMeta.lineage]) : null;
-    return {
-      key,
-      current: currentMeta,
-      lock: mapLock(lock.rows[0] as Row | undefined),
-      versionCount: Number((state.rows[0] as Row | undefined)?.version_count ?? 0),
-      highestSerial: highest ? Number(highest.rows[0].s ?? 0) : 0,
-      probedLockIdReleased: released ? (released.rowCount ?? 0) > 0 : false,
-    };
-  }
-
-  private async apply(c: pg.PoolClient, key: string, client: ClientContext, changes: Changes): Promise<void> {
+  /** `held`: the lock ID the snapshot read under this transaction's advisory lock (every lock write takes it). */
+  private async apply(c: pg.PoolClient, key: string, client: ClientContext, changes: Changes, held: string | null): Promise<void> {
     const now = new Date().toISOString();
     const v = changes.newVersion;
     if (v) {
@@ -201,30 +198,27 @@ export class PostgresStore implements Store {
     }
     if (changes.deleteState) await c.query('UPDATE states SET current_version_id = NULL, deleted_at = $1, updated_at = $1 WHERE key = $2', [now, key]);
     const lock = changes.lock;
-    if (lock && ('set' in lock || 'clear' in lock)) {
-      const held = (await c.query('SELECT lock_id FROM locks WHERE key = $1', [key])).rows[0]?.lock_id as string | undefined;
-      const next = 'set' in lock ? lock.set.id : null;
-      if (held !== undefined && held !== next) {
-        await c.query('INSERT INTO released_locks (key, lock_id, released_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [key, held, now]);
-        await c.query('SELECT pg_notify($1, $2)', [RELEASED_CHANNEL, key]); // delivered on commit
-      }
-    }
     if (lock && 'set' in lock) {
       const l: LockRecord = lock.set;
-      await c.query(
-        `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
+      if (held !== null && held !== l.id) await c.query({ name: 'statelock_lock_replaced_v1', text: RELEASE_SQL, values: [key, held, now, RELEASED_CHANNEL] });
+      await c.query({
+        name: 'statelock_lock_set_v1',
+        text: `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (key) DO UPDATE SET lock_id = excluded.lock_id, operation = excluded.operation, who = excluded.who, version = excluded.version,
            created = excluded.created, info = excluded.info, path = excluded.path, raw = excluded.raw, acquired_at = excluded.acquired_at,
            last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id,
            holds = excluded.holds`,
-        [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(',')],
-      );
+        values: [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(',')],
+      });
     }
-    if (lock && 'clear' in lock) await c.query('DELETE FROM locks WHERE key = $1', [key]);
+    // No lock row to delete when the snapshot (read under this transaction's advisory lock) found none.
+    if (lock && 'clear' in lock && held !== null) {
+      await c.query({ name: 'statelock_lock_cleared_v1', text: CLEAR_SQL, values: [key, held, now, RELEASED_CHANNEL] });
+    }
     if (lock && 'touch' in lock) {
-      if (lock.holds) await c.query('UPDATE locks SET last_activity_at = $1, holds = $2 WHERE key = $3', [lock.touch, lock.holds.join(','), key]);
-      else await c.query('UPDATE locks SET last_activity_at = $1 WHERE key = $2', [lock.touch, key]);
+      if (lock.holds) await c.query({ name: 'statelock_lock_touch_holds_v1', text: 'UPDATE locks SET last_activity_at = $1, holds = $2 WHERE key = $3', values: [lock.touch, lock.holds.join(','), key] });
+      else await c.query({ name: 'statelock_lock_touch_v1', text: 'UPDATE locks SET last_activity_at = $1 WHERE key = $2', values: [lock.touch, key] });
     }
     const r = changes.rejectedWrite;
     if (r) {
@@ -237,10 +231,11 @@ export class PostgresStore implements Store {
     }
     if (changes.endSession) await c.query('UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL', [now, changes.endSession.reason, changes.endSession.id]);
     for (const e of changes.audit ?? []) {
-      await c.query(
-        'INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-        [now, e.action, e.key, e.lockId, e.outcome, client.addr, client.userAgent, client.principal, JSON.stringify(e.detail)],
-      );
+      await c.query({
+        name: 'statelock_audit_v1',
+        text: 'INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+        values: [now, e.action, e.key, e.lockId, e.outcome, client.addr, client.userAgent, client.principal, JSON.stringify(e.detail)],
+      });
     }
   }
 
@@ -441,7 +436,7 @@ export class PostgresStore implements Store {
       this.transaction(async (c) => {
         await c.query("SELECT pg_advisory_xact_lock(hashtextextended('statelock principals', 0))");
         const result = await fn(c);
-        if (result !== null) await this.apply(c, audit.key, client, { audit: [audit] });
+        if (result !== null) await this.apply(c, audit.key, client, { audit: [audit] }, null); // no lock change: `held` unread
         return result;
       }),
     );
