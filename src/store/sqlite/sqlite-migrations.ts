@@ -185,4 +185,27 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE versions ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE rejected_writes ADD COLUMN chunked INTEGER NOT NULL DEFAULT 0;
   `,
+  `
+  -- The audit trail without AUTOINCREMENT: every LOCK and UNLOCK appends an audit row, and AUTOINCREMENT made
+  -- each of those commits write one more page (sqlite_sequence's) to the WAL. Audit rows are never deleted, so a
+  -- plain INTEGER PRIMARY KEY (the largest id + 1) hands out the same ever-increasing ids. The rows keep their ids.
+  CREATE TABLE audit_next (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    lock_id     TEXT,
+    outcome     TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    user_agent  TEXT NOT NULL,
+    principal   TEXT,
+    detail      TEXT NOT NULL
+  );
+  INSERT INTO audit_next (id, at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail)
+    SELECT id, at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail FROM audit ORDER BY id;
+  DROP TABLE audit;  -- and its sqlite_sequence row
+  ALTER TABLE audit_next RENAME TO audit;
+  CREATE INDEX audit_by_key ON audit (key, id);
+  CREATE INDEX audit_by_time ON audit (at);
+  `,
 ];

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { lockBody, rawRequest } from '../support/http.js';
+import { startServer, tempDir, type RunningServer } from '../support/server-process.js';
+
+/**
+ * What one LOCK and one UNLOCK commit write to the WAL, read from the WAL file of a real server: each page
+ * written is a frame (24-byte header + the page), and every frame costs the commit that writes it — before its
+ * fsync — a write and its checksum. A LOCK writes the lock's page and the audit row's three (table and two
+ * indexes); an UNLOCK also the released lock ID's page (fencing). Keeps that number from creeping up unnoticed.
+ */
+
+const servers: RunningServer[] = [];
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+/** The commits of the WAL's current pass, oldest first: the page numbers of each one's frames. */
+function walCommits(walFile: string): number[][] {
+  const wal = readFileSync(walFile);
+  const pageSize = wal.readUInt32BE(8);
+  const salt1 = wal.readUInt32BE(16);
+  const salt2 = wal.readUInt32BE(20);
+  const commits: number[][] = [];
+  let frames: number[] = [];
+  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
+    // Frames left from an earlier pass carry other salts: the current pass ends there.
+    if (wal.readUInt32BE(at + 8) !== salt1 || wal.readUInt32BE(at + 12) !== salt2) break;
+    frames.push(wal.readUInt32BE(at));
+    if (wal.readUInt32BE(at + 4) !== 0) commits.push(frames), (frames = []); // a commit frame: the database's size after it
+  }
+  return commits;
+}
+
+test('a LOCK commit writes 4 pages to the WAL and an UNLOCK commit 5 — none of them sqlite_sequence', async () => {
+  const server = await startServer();
+  servers.push(server);
+  const url = `${server.url}/state/pages/app`;
+  // Twice: the first LOCK of a fresh database may grow it (page 1, new leaves); the second cycle shows the steady state.
+  let before = 0;
+  for (let i = 0; i < 2; i++) {
+    const body = lockBody(`pages-lock-${i}`);
+    before = walCommits(join(server.dataDir, 'statelock.db-wal')).length;
+    assert.equal((await rawRequest(url, { method: 'LOCK', body })).status, 200);
+    assert.equal((await rawRequest(url, { method: 'UNLOCK', body })).status, 200);
+  }
+  const commits = walCommits(join(server.dataDir, 'statelock.db-wal'));
+  assert.equal(commits.length, before + 2, 'one commit each for the LOCK and the UNLOCK');
+  const [lock, unlock] = commits.slice(-2) as [number[], number[]];
+
+  // Which b-tree each page belongs to (dbstat), on a copy: the server keeps running on its own files.
+  const copy = tempDir('statelock-pages-');
+  dirs.push(copy);
+  cpSync(server.dataDir, copy, { recursive: true });
+  const db = new Database(join(copy, 'statelock.db'), { readonly: true });
+  const owner = new Map((db.prepare('SELECT pageno, name FROM dbstat').all() as Array<{ pageno: number; name: string }>).map((r) => [r.pageno, r.name]));
+  db.close();
+  const names = (pages: number[]) => pages.map((p) => owner.get(p) ?? `page ${p}`).sort();
+
+  assert.deepEqual(names(lock), ['audit', 'audit_by_key', 'audit_by_time', 'locks']);
+  assert.deepEqual(names(unlock), ['audit', 'audit_by_key', 'audit_by_time', 'locks', 'released_locks']);
+});

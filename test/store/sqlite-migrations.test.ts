@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import type { ClientContext } from '../../src/audit/audit-entry.js';
+import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/sqlite-migrations.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { tempDir } from '../support/server-process.js';
+
+/**
+ * Upgrading a SQLite database made by an earlier schema keeps every row of every table. The latest migration
+ * rebuilds the audit table without AUTOINCREMENT (one WAL page less per LOCK and UNLOCK commit): the rows keep
+ * their ids and new entries carry on after the largest.
+ */
+
+const client: ClientContext = { addr: '127.0.0.1', userAgent: 'migration-test', principal: null };
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function dir(): string {
+  const d = tempDir('statelock-migrations-');
+  dirs.push(d);
+  return d;
+}
+
+type Rows = Record<string, unknown[]>;
+
+/** Every row of every table (sorted, so that a rebuilt table compares equal whatever its storage order). */
+function everyRow(db: Database.Database): Rows {
+  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
+  const out: Rows = {};
+  for (const t of tables) out[t] = (db.prepare(`SELECT * FROM "${t}"`).all() as unknown[]).sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+  return out;
+}
+
+function withDb<T>(d: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(join(d, 'statelock.db'));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** What the previous release wrote: the schema up to `version` migrations, applied as `migrate` does. */
+function databaseAtVersion(d: string, version: number): void {
+  withDb(d, (db) => {
+    db.pragma('journal_mode = WAL');
+    for (let i = 0; i < version; i++) {
+      db.transaction(() => {
+        db.exec(SQLITE_MIGRATIONS[i]!);
+        db.pragma(`user_version = ${i + 1}`);
+      }).immediate();
+    }
+  });
+}
+
+const auditSql = (db: Database.Database) => (db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'audit'").get() as { sql: string }).sql;
+
+/** Appends one audit entry through the store (a lock taken on `key`, as a LOCK does). */
+function lockWithAudit(store: SqliteStore, key: string, id: string) {
+  const now = new Date().toISOString();
+  return store.update(key, client, () => ({
+    result: id,
+    changes: {
+      lock: { set: { key, id, operation: 'OperationTypeApply', who: 'a@h', version: '1.15.0', created: now, info: '', path: '', raw: `{"ID":"${id}"}`, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: 'ua', sessionId: null, holds: ['http'] } },
+      audit: [{ action: 'lock.acquire', key, lockId: id, outcome: 'ok', detail: { n: 1 } }],
+    },
+  }));
+}
+
+describe('SQLite schema migrations', () => {
+  test('a schema-5 database: the audit table is rebuilt without AUTOINCREMENT, every row of every table kept, ids carry on', async () => {
+    const d = dir();
+    databaseAtVersion(d, 5);
+    const before = withDb(d, (db) => {
+      const audit = db.prepare('INSERT INTO audit (id, at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      audit.run(1, '2026-11-01T00:00:00.000Z', 'lock.acquire', 'a/b', 'L1', 'ok', '10.0.0.1', 'Terraform/1.9', null, '{}');
+      audit.run(2, '2026-11-01T00:00:01.000Z', 'lock.release', 'a/b', 'L1', 'ok', '10.0.0.1', 'Terraform/1.9', 'ci-bot', '{"x":"é✓"}');
+      audit.run(7, '2026-11-01T00:00:02.000Z', 'state.write', 'c', null, 'refused', '::1', '', null, '{"serial":3}');
+      db.prepare("INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds) VALUES ('a/b', 'L2', 'op', 'w', 'v', NULL, '', '', '{}', 't', 't', '10.0.0.1', 'ua', NULL, 'http')").run();
+      db.prepare("INSERT INTO released_locks (key, lock_id, released_at) VALUES ('a/b', 'L1', 't')").run();
+      assert.match(auditSql(db), /AUTOINCREMENT/);
+      assert.deepEqual(db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").get(), { seq: 7 });
+      return everyRow(db);
+    });
+
+    const store = new SqliteStore(d);
+    try {
+      const page = await store.listAudit({ limit: 10 });
+      assert.deepEqual(page.items.map((e) => e.id), [1, 2, 7]);
+      assert.equal(await lockWithAudit(store, 'e/f', 'L3'), 'L3');
+      const newest = await store.listAudit({ key: 'e/f', limit: 10 });
+      assert.deepEqual(newest.items.map((e) => [e.id, e.action, e.lockId]), [[8, 'lock.acquire', 'L3']], 'a new entry takes the largest id + 1');
+      assert.deepEqual((await store.listAudit({ since: '2026-11-01T00:00:01.000Z', limit: 10 })).items.map((e) => e.id), [2, 7, 8]);
+    } finally {
+      await store.close();
+    }
+
+    withDb(d, (db) => {
+      assert.equal(db.pragma('user_version', { simple: true }), SQLITE_MIGRATIONS.length);
+      assert.doesNotMatch(auditSql(db), /AUTOINCREMENT/);
+      assert.deepEqual(db.prepare("SELECT count(*) AS n FROM sqlite_sequence WHERE name = 'audit'").get(), { n: 0 });
+      const indexes = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+      assert.deepEqual(indexes, ['audit_by_key', 'audit_by_time']);
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+      const now = everyRow(db);
+      const added = now.audit!.filter((r) => (r as { id: number }).id === 8);
+      assert.equal(added.length, 1);
+      const without = <R>(rows: R[], added: (r: R) => boolean) => rows.filter((r) => !added(r));
+      assert.deepEqual(
+        { ...now, audit: without(now.audit!, (r) => (r as { id: number }).id === 8), locks: without(now.locks!, (r) => (r as { key: string }).key === 'e/f') },
+        before,
+        'every row kept',
+      );
+    });
+  });
+
+  test('the schema-4 database of an earlier release (test/fixtures/legacy-sqlite-v4) upgrades with every row kept', async () => {
+    const d = dir();
+    copyFileSync(new URL('../../../test/fixtures/legacy-sqlite-v4/statelock.db', import.meta.url), join(d, 'statelock.db'));
+    const before = withDb(d, (db) => {
+      assert.equal(db.pragma('user_version', { simple: true }), 4);
+      return everyRow(db);
+    });
+    assert.ok(before.audit!.length > 0, 'the fixture has audit entries');
+    const store = new SqliteStore(d);
+    await store.close();
+    withDb(d, (db) => {
+      assert.equal(db.pragma('user_version', { simple: true }), SQLITE_MIGRATIONS.length);
+      assert.doesNotMatch(auditSql(db), /AUTOINCREMENT/);
+      const now = everyRow(db);
+      // Migration 5 added the chunk tables and a `chunked` column (0 on the old rows).
+      for (const t of ['chunks', 'version_chunk_refs', 'rejected_chunk_refs']) assert.deepEqual(now[t], [], t);
+      const strip = (rows: unknown[]) => rows.map((r) => {
+        const { chunked, ...rest } = r as Record<string, unknown>;
+        assert.ok(chunked === undefined || chunked === 0);
+        return rest;
+      });
+      for (const t of Object.keys(before)) assert.deepEqual(strip(now[t]!), strip(before[t]!), t);
+    });
+  });
+});
