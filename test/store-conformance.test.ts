@@ -203,6 +203,22 @@ for (const engine of ENGINES) {
       await store.close();
     });
 
+    test('a key with quotes, backslashes and non-ASCII: its lock and snapshot are its own', async () => {
+      // PostgreSQL takes the key's advisory lock in a simple query, with the key as an escaped literal.
+      const store = await engine.open(tempDir());
+      try {
+        const odd = `it's a \\"key\\"/é'; SELECT 1; --`;
+        const plain = `it's a "key"/é'; SELECT 1; --`;
+        await store.update(odd, client, () => ({ result: null, changes: { lock: { set: lockRecord(odd, 'A') } } }));
+        const seen = await store.update(odd, client, (snap) => ({ result: snap.lock?.id ?? null, changes: { lock: { clear: true } } }));
+        assert.equal(seen, 'A');
+        assert.equal(await store.update(odd, client, (snap) => ({ result: snap.probedLockIdReleased, changes: {} }), { probeLockId: 'A' }), true);
+        assert.equal(await store.update(plain, client, (snap) => ({ result: snap.lock, changes: {} })), null, 'a key differing only by its backslashes is another key');
+      } finally {
+        await store.close();
+      }
+    });
+
     test('lock holds: set with one door, touch adds and drops doors, the lock row keeps them', async () => {
       const store = await engine.open(tempDir());
       await store.update('h/1', client, () => ({ result: null, changes: { lock: { set: { ...lockRecord('h/1', 'H'), holds: ['s3'] } } } }));
