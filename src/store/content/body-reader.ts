@@ -1,6 +1,7 @@
 import { StatelockError } from '../../server/errors.js';
 import type { BodyContent, ChunkRef, Store, StoredChunk } from '../store.js';
 import { batchInflater, type BatchInflater } from './batch-inflater.js';
+import { noteGarbage } from '../../shared/external-garbage.js';
 import { damaged, decodeChunk, decodeChunkInto } from './chunk-codec.js';
 
 /** Plaintext bytes fetched per getChunks call while streaming (and at most this many chunks). */
@@ -132,11 +133,14 @@ export class BodyReader {
     const chunks = await this.fetch(from, to);
     let outBytes = 0;
     let inBytes = 0;
+    let fetched = 0;
     for (const c of chunks) {
       outBytes += c.size;
+      fetched += c.data.length;
       if (c.codec === 'deflate') inBytes += c.data.length;
       else if (c.codec !== 'raw') decodeChunk(c); // throws: unknown codec
     }
+    noteGarbage(fetched); // the rows' buffers are dead once decoded into the slot
     const outCap = Math.max(slot.outCap, outBytes);
     const need = outCap + (onWorker ? inBytes : 0);
     if (!slot.buffer || slot.buffer.byteLength < need || outCap !== slot.outCap) {
