@@ -106,10 +106,12 @@ export function declaredMd5(req: IncomingMessage): string | undefined {
 }
 
 /**
- * Answers with a body that streams from `body` (a stored state, chunk by chunk), waiting for the socket to
- * drain rather than buffering. The first piece is read before the status line, so a body that cannot be
- * read at all still gets a clean error answer; a failure after that destroys the socket (the client sees a
- * short body against the Content-Length, never a wrong whole one). HEAD gets the headers only.
+ * Answers with a body that streams from `body` (a stored state, chunk by chunk). The next piece is asked for
+ * only once the socket has taken the previous one (handed it to the kernel): the body's buffers may be
+ * reused for the piece after next (BodyReader's rule), and the bytes in flight stay bounded by what the
+ * body prepares ahead, however slow the client. The first piece is read before the status line, so a body
+ * that cannot be read at all still gets a clean error answer; a failure after that destroys the socket (the
+ * client sees a short body against the Content-Length, never a wrong whole one). HEAD gets the headers only.
  */
 export async function sendStream(
   req: IncomingMessage,
@@ -129,11 +131,7 @@ export async function sendStream(
       if (res.destroyed) return;
       // An array (a batch of chunks) goes out as one write: corked, then flushed together.
       const batch = Array.isArray(next.value) ? next.value : [next.value];
-      let room = true;
-      res.cork();
-      for (const b of batch) room = res.write(b);
-      res.uncork();
-      if (!room) await drained(res);
+      await written(res, batch);
       next = await pieces.next();
     }
     res.end();
@@ -142,16 +140,26 @@ export async function sendStream(
   }
 }
 
-/** Until the socket takes more (or is gone); both listeners are removed either way (no AbortController: one per drain showed in profiles). */
-function drained(res: ServerResponse): Promise<void> {
+/**
+ * Writes `batch` and resolves once the socket has taken all of it (the last write's callback), or the
+ * response is gone. Both listeners are removed either way (no AbortController: one per write showed in
+ * profiles).
+ */
+function written(res: ServerResponse, batch: Buffer[]): Promise<void> {
+  batch = batch.filter((b) => b.length > 0); // an empty write may never call back
+  if (batch.length === 0) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      res.off('drain', done);
       res.off('close', done);
       resolve();
     };
-    res.on('drain', done);
     res.on('close', done);
+    if (batch.length > 1) res.cork();
+    for (let i = 0; i < batch.length; i++) {
+      if (i < batch.length - 1) res.write(batch[i]!);
+      else res.write(batch[i]!, done);
+    }
+    if (batch.length > 1) res.uncork();
   });
 }
 

@@ -1,6 +1,8 @@
 import { StatelockError } from '../../server/errors.js';
-import type { BodyContent, ChunkRef, Store } from '../store.js';
-import { decodeChunk } from './chunk-codec.js';
+import type { BodyContent, ChunkRef, Store, StoredChunk } from '../store.js';
+import { batchInflater, type BatchInflater } from './batch-inflater.js';
+import { noteGarbage } from '../../shared/external-garbage.js';
+import { damaged, decodeChunk, decodeChunkInto } from './chunk-codec.js';
 
 /** Plaintext bytes fetched per getChunks call while streaming (and at most this many chunks). */
 const READ_BATCH_BYTES = 1024 * 1024;
@@ -14,10 +16,31 @@ export interface ByteRange {
   end: number;
 }
 
+/** Batches decoded ahead of the one being sent: one being inflated while another waits its turn. */
+const AHEAD = 2;
+/** Reads of at least this many batches inflate on the worker thread (a smaller one never starts it). */
+const WORKER_MIN_BATCHES = 2;
+
 /**
- * A stored body's bytes, read chunk by chunk: the server holds one batch of chunks (about 1 MiB, the next
- * one prefetched) at a time, never the whole body. A range reads only the chunks it covers (found by their
- * sizes, without fetching the others). Legacy rows (a whole body) read the same way.
+ * One of a reader's reused batch buffers: the decoded bytes at [0, outCap), the compressed input of the
+ * worker's chunks after them. Detached (null) while the worker holds it.
+ */
+interface Slot {
+  buffer: ArrayBuffer | null;
+  outCap: number;
+}
+
+/**
+ * A stored body's bytes, read chunk by chunk: the server holds a few batches of chunks (about 1 MiB each)
+ * at a time, never the whole body. A range reads only the chunks it covers (found by their sizes, without
+ * fetching the others). Legacy rows (a whole body) read the same way.
+ *
+ * Each batch is decoded into one of AHEAD + 1 buffers the reader reuses (so a read allocates the same few
+ * MiB whatever the body's size, instead of a buffer per chunk that V8 frees only in bulk, late: that garbage
+ * was most of a read's peak memory), on the inflate worker for large reads (batch-inflater.ts). While the
+ * caller sends batch N, batches N+1 and N+2 are fetched and inflated. Hence the rule for callers: **a yielded
+ * buffer is valid until the next call to `next()`** — copy it to keep it (sendStream asks for the next batch
+ * only once the socket has taken the previous one).
  *
  * `reload` gives the content again: `statelock rekey` may re-file a chunk under a new id while a reader
  * holds the old manifest; re-filing keeps every chunk's size and place, so the reader reloads the manifest
@@ -29,16 +52,16 @@ export class BodyReader {
     private content: BodyContent,
     readonly size: number,
     private readonly reload?: () => Promise<BodyContent | null>,
+    private readonly inflater: BatchInflater = batchInflater,
   ) {}
 
-  /** The whole body, or the bytes of `range`, as a sequence of buffers. */
+  /** The whole body, or the bytes of `range`, as a sequence of buffers (each valid until the next is asked for). */
   async *stream(range?: ByteRange): AsyncGenerator<Buffer> {
     for await (const batch of this.batches(range)) yield* batch;
   }
 
   /**
-   * The same bytes, one array per batch of chunks (about 1 MiB): a socket takes a batch in one write
-   * (cork/uncork) without the batch being copied into one buffer first.
+   * The same bytes, one array per batch of chunks (about 1 MiB), each valid until the next call to `next()`.
    */
   async *batches(range?: ByteRange): AsyncGenerator<Buffer[]> {
     const start = range?.start ?? 0;
@@ -57,35 +80,38 @@ export class BodyReader {
     let upto = offset;
     while (last < refs.length && upto < end) upto += refs[last++]!.size;
     const batches: Array<[number, number]> = [];
+    let outCap = 0;
     for (let i = first; i < last; ) {
       let j = i;
       let bytes = 0;
       while (j < last && j - i < READ_BATCH_CHUNKS && (j === i || bytes + refs[j]!.size <= READ_BATCH_BYTES)) bytes += refs[j++]!.size;
       batches.push([i, j]);
+      outCap = Math.max(outCap, bytes);
       i = j;
     }
-    let at = offset; // body offset of the next chunk yielded
-    let next = batches.length > 0 ? this.fetch(batches[0]![0], batches[0]![1]) : null;
-    for (let b = 0; b < batches.length; b++) {
-      const current = next!;
-      // Prefetch the next batch while this one is written out.
-      next = b + 1 < batches.length ? this.fetch(batches[b + 1]![0], batches[b + 1]![1]) : null;
-      next?.catch(() => undefined); // observed when its turn comes
-      let plains: Buffer[];
-      try {
-        plains = await current;
-      } catch (err) {
-        await next?.catch(() => undefined);
-        throw err;
-      }
-      const out: Buffer[] = [];
-      for (const plain of plains) {
+    const onWorker = batches.length >= WORKER_MIN_BATCHES && this.inflater.available;
+    const slots: Slot[] = Array.from({ length: AHEAD + 1 }, () => ({ buffer: null, outCap }));
+    const decode = (b: number): Promise<Buffer> => {
+      const p = this.decode(batches[b]![0], batches[b]![1], slots[b % slots.length]!, onWorker);
+      p.catch(() => undefined); // observed when its turn comes
+      return p;
+    };
+    const ahead: Array<Promise<Buffer>> = [];
+    for (let b = 0; b < Math.min(AHEAD, batches.length); b++) ahead.push(decode(b));
+    let at = offset; // body offset of the next batch yielded
+    try {
+      for (let b = 0; b < batches.length; b++) {
+        // Batch b + AHEAD goes into the slot of batch b - 1, which the caller is done with (it asked for b).
+        if (b + AHEAD < batches.length) ahead.push(decode(b + AHEAD));
+        const plain = await ahead.shift()!;
         const from = Math.max(0, start - at);
         const to = Math.min(plain.length, end - at);
-        if (to > from) out.push(from === 0 && to === plain.length ? plain : plain.subarray(from, to));
         at += plain.length;
+        if (to > from) yield [from === 0 && to === plain.length ? plain : plain.subarray(from, to)];
       }
-      if (out.length > 0) yield out;
+    } finally {
+      // Whatever is still being decoded settles before the slots are dropped (its failure was reported, or is moot).
+      await Promise.allSettled(ahead);
     }
   }
 
@@ -99,13 +125,67 @@ export class BodyReader {
     return out;
   }
 
-  /** Chunks [from, to) of the manifest, decoded; reloading the manifest if one was re-filed meanwhile. */
-  private async fetch(from: number, to: number): Promise<Buffer[]> {
+  /**
+   * Chunks [from, to) of the manifest decoded, one after another, into `slot`: raw chunks copied on the event
+   * loop, deflated ones inflated on the worker (`onWorker`) or here. Resolves with a view of the slot.
+   */
+  private async decode(from: number, to: number, slot: Slot, onWorker: boolean): Promise<Buffer> {
+    const chunks = await this.fetch(from, to);
+    let outBytes = 0;
+    let inBytes = 0;
+    let fetched = 0;
+    for (const c of chunks) {
+      outBytes += c.size;
+      fetched += c.data.length;
+      if (c.codec === 'deflate') inBytes += c.data.length;
+      else if (c.codec !== 'raw') decodeChunk(c); // throws: unknown codec
+    }
+    noteGarbage(fetched); // the rows' buffers are dead once decoded into the slot
+    const outCap = Math.max(slot.outCap, outBytes);
+    const need = outCap + (onWorker ? inBytes : 0);
+    if (!slot.buffer || slot.buffer.byteLength < need || outCap !== slot.outCap) {
+      slot.buffer = new ArrayBuffer(Math.max(need, slot.buffer?.byteLength ?? 0));
+      slot.outCap = outCap;
+    }
+    const out = Buffer.from(slot.buffer, 0, outBytes);
+    if (!onWorker) {
+      let at = 0;
+      for (const c of chunks) {
+        decodeChunkInto(c, out, at);
+        at += c.size;
+      }
+      return out;
+    }
+    // Raw chunks go straight to their place; deflated ones are queued for the worker with their input.
+    const whole = Buffer.from(slot.buffer);
+    const jobs: number[] = [];
+    const jobChunk: StoredChunk[] = [];
+    let at = 0;
+    let inAt = outCap;
+    for (const c of chunks) {
+      if (c.codec === 'raw') decodeChunkInto(c, out, at);
+      else {
+        jobs.push(inAt, c.data.length, at, c.size);
+        jobChunk.push(c);
+        inAt += c.data.copy(whole, inAt);
+      }
+      at += c.size;
+    }
+    if (jobs.length === 0) return out;
+    const buffer = slot.buffer;
+    slot.buffer = null;
+    const reply = await this.inflater.run(buffer, Int32Array.from(jobs));
+    slot.buffer = reply.buffer;
+    if (reply.bad >= 0) throw damaged(jobChunk[reply.bad]!.id, reply.why ?? 'does not inflate');
+    return Buffer.from(reply.buffer, 0, outBytes);
+  }
+
+  /** Chunks [from, to) of the manifest as stored; reloading the manifest if one was re-filed meanwhile. */
+  private async fetch(from: number, to: number): Promise<StoredChunk[]> {
     for (let attempt = 0; ; attempt++) {
       const refs = (this.content as { chunks: ChunkRef[] }).chunks.slice(from, to);
       try {
-        const chunks = await this.store.getChunks(refs.map((r) => r.id));
-        return chunks.map((c) => decodeChunk(c));
+        return await this.store.getChunks(refs.map((r) => r.id));
       } catch (err) {
         if (!(err instanceof StatelockError && err.code === 'CHUNK_MISSING') || !this.reload || attempt >= RELOADS) throw err;
         const again = await this.reload();

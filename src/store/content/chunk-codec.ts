@@ -20,24 +20,49 @@ export async function encodeChunk(plain: Buffer): Promise<{ codec: ChunkCodec; d
 }
 
 /**
- * The plaintext of a stored (already opened) chunk, checked against its recorded size. Inflated on the
- * calling thread: inflating a chunk of at most 64 KiB takes tens of microseconds, and the thread pool's
- * per-call cost (a zlib context per call, two thread hops) measured more than twice the work itself; the
- * reader decodes one batch (about 1 MiB) at a time, so the event loop is never held for more than a few ms.
+ * The plaintext of a stored (already opened) chunk, checked against its recorded size, in a buffer of its
+ * own. Inflated on the calling thread: inflating a chunk of at most 64 KiB takes tens of microseconds, and
+ * the thread pool's per-call cost (a zlib context per call, two thread hops) measured more than twice the
+ * work itself. Streaming readers inflate whole batches into reused buffers instead (decodeChunkInto, and
+ * the inflate worker of batch-inflater.ts).
  */
 export function decodeChunk(chunk: StoredChunk): Buffer {
   if (chunk.codec === 'raw') return checked(chunk, chunk.data, chunk.data.length);
   if (chunk.codec !== 'deflate') return unknownCodec(chunk);
-  if (chunk.size > 0) {
-    const fast = reusedInflate();
-    if (fast) return fast(chunk);
+  const out = Buffer.allocUnsafe(chunk.size);
+  decodeChunkInto(chunk, out, 0);
+  return out;
+}
+
+/**
+ * Decodes a stored (already opened) chunk into `out` at `at` (where `chunk.size` bytes must fit), checked
+ * against its recorded size: a chunk that decodes to anything else throws as damaged, and the bytes of
+ * `out` it covered are then meaningless.
+ */
+export function decodeChunkInto(chunk: StoredChunk, out: Buffer, at: number): void {
+  if (chunk.codec === 'raw') {
+    checked(chunk, chunk.data, chunk.data.length);
+    chunk.data.copy(out, at);
+    return;
   }
-  const plain = inflateRawSync(chunk.data);
-  return checked(chunk, plain, plain.length);
+  if (chunk.codec !== 'deflate') unknownCodec(chunk);
+  const fast = chunk.size > 0 ? reusedInflate() : null;
+  if (!fast) {
+    const plain = inflateRawSync(chunk.data);
+    checked(chunk, plain, plain.length).copy(out, at);
+    return;
+  }
+  const failure = fast(chunk.data, 0, chunk.data.length, out, at, chunk.size);
+  if (failure !== null) throw damaged(chunk.id, failure);
+}
+
+/** The error of a chunk whose stored bytes do not decode to its recorded size. */
+export function damaged(id: string, why: string): Error {
+  return new Error(`stored content is damaged: chunk ${id} ${why}`);
 }
 
 function checked(chunk: StoredChunk, plain: Buffer, decodedBytes: number | string): Buffer {
-  if (decodedBytes !== chunk.size) throw new Error(`stored content is damaged: chunk ${chunk.id} decodes to ${decodedBytes} bytes, not ${chunk.size}`);
+  if (decodedBytes !== chunk.size) throw damaged(chunk.id, `decodes to ${decodedBytes} bytes, not ${chunk.size}`);
   return plain;
 }
 
@@ -52,18 +77,25 @@ interface ZlibHandle {
   onerror: (message: string, errno: number) => void;
 }
 
-let inflater: ((chunk: StoredChunk) => Buffer) | null | undefined;
+/**
+ * Inflates one raw-deflate stream, `input[inOff, inOff + inLen)`, into exactly `out[outOff, outOff + size)`:
+ * null when it decoded to exactly `size` bytes with all of its input consumed, otherwise why not (the
+ * words after "chunk <id>" in the damaged-content error).
+ */
+export type InflateInto = (input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, size: number) => string | null;
+
+let inflater: InflateInto | null | undefined;
 
 /**
- * One raw-inflate context, reset and reused for every chunk, inflating straight into a buffer of the
- * chunk's recorded size. `inflateRawSync` builds and tears down a zlib context (and its JS stream object)
- * per call; for 8 KiB chunks that was about half the cost of a read and most of its garbage (measured
- * in bench/README.md's profile of GetObject). Relies on the binding handle behind Node's zlib streams
- * (`_handle.writeSync`, `reset`, the `_writeState` pair of what input and output space is left): if a
- * Node release changes it, decodeChunk falls back to inflateRawSync. Synchronous, so one context serves
- * every caller on this thread.
+ * One raw-inflate context, reset and reused for every chunk, inflating straight into the caller's buffer.
+ * `inflateRawSync` builds and tears down a zlib context (and its JS stream object) per call; for 8 KiB
+ * chunks that was about half the cost of a read and most of its garbage (measured in bench/README.md's
+ * profile of GetObject). Relies on the binding handle behind Node's zlib streams (`_handle.writeSync`,
+ * `reset`, the `_writeState` pair of what input and output space is left): if a Node release changes it,
+ * reusedInflate() is null and callers use inflateRawSync. Synchronous, so one context serves every caller
+ * on its thread (the inflate worker has its own).
  */
-function reusedInflate(): ((chunk: StoredChunk) => Buffer) | null {
+export function reusedInflate(): InflateInto | null {
   if (inflater !== undefined) return inflater;
   const stream = createInflateRaw() as unknown as { _handle?: ZlibHandle; _writeState?: Uint32Array };
   const handle = stream._handle;
@@ -74,21 +106,20 @@ function reusedInflate(): ((chunk: StoredChunk) => Buffer) | null {
   handle.onerror = (message) => {
     failure = message;
   };
-  inflater = (chunk) => {
-    const out = Buffer.allocUnsafe(chunk.size);
+  inflater = (input, inOff, inLen, out, outOff, size) => {
     failure = null;
     handle.reset();
-    handle.writeSync(constants.Z_FINISH, chunk.data, 0, chunk.data.length, out, 0, chunk.size);
+    handle.writeSync(constants.Z_FINISH, input, inOff, inLen, out, outOff, size);
     if (failure !== null) {
       inflater = undefined; // a fresh context next time
-      throw new Error(`stored content is damaged: chunk ${chunk.id} does not inflate (${failure})`);
+      return `does not inflate (${failure})`;
     }
     const outLeft = left[0]!;
     const inLeft = left[1]!;
     // Exactly the recorded size, with all of the input consumed: anything else is a damaged chunk.
-    if (outLeft !== 0) return checked(chunk, out, chunk.size - outLeft);
-    if (inLeft !== 0) return checked(chunk, out, `more than ${chunk.size}`);
-    return out;
+    if (outLeft !== 0) return `decodes to ${size - outLeft} bytes, not ${size}`;
+    if (inLeft !== 0) return `decodes to more than ${size} bytes`;
+    return null;
   };
   return inflater;
 }

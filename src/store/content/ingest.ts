@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Digests } from '../../state/state-file.js';
 import type { ChunkRef, Store, StoredChunk } from '../store.js';
+import { noteGarbage } from '../../shared/external-garbage.js';
 import { Chunker } from './chunker.js';
 import { encodeChunk } from './chunk-codec.js';
 
@@ -55,6 +56,7 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
       sha256.update(piece);
       size += piece.length;
       observe?.(piece);
+      noteGarbage(piece.length); // a request piece is dead once its batch is stored
       for (const chunk of chunker.push(piece)) {
         batch.push(chunk);
         batchBytes += chunk.length;
@@ -98,4 +100,5 @@ async function storeBatch(store: Store, named: Array<{ id: string; plain: Buffer
   };
   await Promise.all(Array.from({ length: Math.min(DEFLATE_CONCURRENCY, missing.length) }, worker));
   await store.putChunks(stored);
+  noteGarbage(stored.reduce((n, c) => n + c.data.length, 0));
 }
