@@ -1,11 +1,9 @@
 import { createHash, createHmac } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { Sha256 } from '@smithy/core/checksum';
 import { HttpRequest } from '@smithy/core/protocols';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { computeChecksum } from '../../src/protocols/aws/checksums.js';
-import { REGION, TEST_KEY, type AwsServer, type PlainResponse } from './aws.js';
+import { REGION, serverRequest, TEST_KEY, type AwsServer, type PlainResponse } from './aws.js';
 
 /**
  * PutObject with a hand-built aws-chunked body, for the variants the AWS SDK for JavaScript does not send
@@ -92,25 +90,7 @@ export async function putChunked(server: AwsServer, bucket: string, key: string,
   let encoded: Buffer = Buffer.concat(parts);
   if (put.tamper) encoded = put.tamper(encoded);
 
-  const options = {
-    host: url.hostname,
-    port: Number(url.port),
-    path: `/${bucket}/${key}`,
-    method: 'PUT',
-    headers: { ...signed.headers, 'content-length': String(encoded.length) },
-    ...(server.tls ? { ca: server.tls.cert } : {}),
-  };
-  return new Promise((resolve, reject) => {
-    const onResponse = (res: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    };
-    const req = server.tls ? httpsRequest(options, onResponse) : httpRequest(options, onResponse);
-    // An answer that comes before the whole body was sent (an early refusal) may reset the connection under
-    // the rest: what counts is the answer, which has been received by then.
-    req.on('error', reject);
-    req.end(encoded);
-  });
+  // An answer that comes before the whole body was sent (an early refusal) may reset the connection under the
+  // rest: what counts is the answer, which has been received by then.
+  return serverRequest(server, 'PUT', `/${bucket}/${key}`, encoded, signed.headers);
 }
