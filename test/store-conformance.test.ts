@@ -476,6 +476,37 @@ for (const engine of ENGINES) {
       await store.close();
     });
 
+    test("a lock change's audit entries land with it, in order, whether one or several", async () => {
+      const store = await engine.open(tempDir());
+      try {
+        const entry = (action: 'lock.acquire' | 'lock.release' | 'lock.force-unlock', lockId: string, n: number) => ({ action, key: 'k', lockId, outcome: 'ok' as const, detail: { n } });
+        await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'A') }, audit: [entry('lock.acquire', 'A', 1)] } }));
+        await store.update('k', client, () => ({ result: null, changes: { lock: { clear: true }, audit: [entry('lock.release', 'A', 2)] } }));
+        await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'B') }, audit: [entry('lock.acquire', 'B', 3), entry('lock.acquire', 'B', 4)] } }));
+        await store.update('k', client, () => ({ result: null, changes: { lock: { set: lockRecord('k', 'C') }, audit: [entry('lock.force-unlock', 'B', 5)] } }));
+        await store.update('k', client, () => ({ result: null, changes: { lock: { clear: true }, audit: [entry('lock.release', 'C', 6), entry('lock.release', 'C', 7)] } }));
+        await store.update('k', client, () => ({ result: null, changes: { lock: { clear: true }, audit: [entry('lock.release', 'C', 8)] } })); // nothing held: no row to clear
+        const trail = (await store.listAudit({ key: 'k', limit: 20 })).items;
+        assert.deepEqual(
+          trail.map((a) => [a.action, a.lockId, (a.detail as { n: number }).n, a.clientAddr]),
+          [
+            ['lock.acquire', 'A', 1, client.addr],
+            ['lock.release', 'A', 2, client.addr],
+            ['lock.acquire', 'B', 3, client.addr],
+            ['lock.acquire', 'B', 4, client.addr],
+            ['lock.force-unlock', 'B', 5, client.addr],
+            ['lock.release', 'C', 6, client.addr],
+            ['lock.release', 'C', 7, client.addr],
+            ['lock.release', 'C', 8, client.addr],
+          ],
+        );
+        assert.equal(await store.getLock('k'), null);
+        for (const id of ['A', 'B', 'C']) assert.equal(await store.update('k', client, (snap) => ({ result: snap.probedLockIdReleased, changes: {} }), { probeLockId: id }), true, `${id} released`);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('two store instances on one database never act on the same snapshot', async () => {
       const dir = tempDir();
       const a = await engine.open(dir);

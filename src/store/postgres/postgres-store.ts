@@ -26,6 +26,22 @@ const RELEASE_CTE = 'r AS (INSERT INTO released_locks (key, lock_id, released_at
 const RELEASE_SQL = `WITH ${RELEASE_CTE} SELECT pg_notify($4, $1)`;
 /** The same, deleting the lock row in the same statement (an UNLOCK, a force-unlock). */
 const CLEAR_SQL = `WITH d AS (DELETE FROM locks WHERE key = $1), ${RELEASE_CTE} SELECT pg_notify($4, $1)`;
+const LOCK_SET_SQL = `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+  ON CONFLICT (key) DO UPDATE SET lock_id = excluded.lock_id, operation = excluded.operation, who = excluded.who, version = excluded.version,
+    created = excluded.created, info = excluded.info, path = excluded.path, raw = excluded.raw, acquired_at = excluded.acquired_at,
+    last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id,
+    holds = excluded.holds`;
+/** One audit row; `$n` numbered from `first` (its 9 values: auditValues). */
+const auditInsert = (first: number) =>
+  `INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES (${Array.from({ length: 9 }, (_, i) => `$${first + i}`).join(', ')})`;
+/**
+ * A LOCK's or an UNLOCK's lock change and its one audit entry in one statement, one round trip less (a
+ * data-modifying WITH always runs; both rows land in the same transaction either way).
+ */
+const AUDIT_SQL = auditInsert(1);
+const LOCK_SET_AUDITED_SQL = `WITH a AS (${auditInsert(16)}) ${LOCK_SET_SQL}`;
+const CLEAR_AUDITED_SQL = `WITH d AS (DELETE FROM locks WHERE key = $1), ${RELEASE_CTE}, a AS (${auditInsert(5)}) SELECT pg_notify($4, $1)`;
 
 const VERSION_COLUMNS = 'v.id, v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced, v.chunked';
 const LOCK_SELECT =
@@ -181,6 +197,8 @@ export class PostgresStore implements Store {
   /** `held`: the lock ID the snapshot read under this transaction's advisory lock (every lock write takes it). */
   private async apply(c: pg.PoolClient, key: string, client: ClientContext, changes: Changes, held: string | null): Promise<void> {
     const now = new Date().toISOString();
+    // What is left to insert; a lock change takes a lone entry into its own statement.
+    const audit = [...(changes.audit ?? [])];
     const v = changes.newVersion;
     if (v) {
       const inserted = await c.query(
@@ -201,20 +219,15 @@ export class PostgresStore implements Store {
     if (lock && 'set' in lock) {
       const l: LockRecord = lock.set;
       if (held !== null && held !== l.id) await c.query({ name: 'statelock_lock_replaced_v1', text: RELEASE_SQL, values: [key, held, now, RELEASED_CHANNEL] });
-      await c.query({
-        name: 'statelock_lock_set_v1',
-        text: `INSERT INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (key) DO UPDATE SET lock_id = excluded.lock_id, operation = excluded.operation, who = excluded.who, version = excluded.version,
-           created = excluded.created, info = excluded.info, path = excluded.path, raw = excluded.raw, acquired_at = excluded.acquired_at,
-           last_activity_at = excluded.last_activity_at, client_addr = excluded.client_addr, user_agent = excluded.user_agent, session_id = excluded.session_id,
-           holds = excluded.holds`,
-        values: [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(',')],
-      });
+      const values = [key, l.id, l.operation, l.who, l.version, l.created, l.info, l.path, l.raw, l.acquiredAt, l.lastActivityAt, l.clientAddr, l.userAgent, l.sessionId, l.holds.join(',')];
+      if (audit.length === 1) await c.query({ name: 'statelock_lock_set_audited_v1', text: LOCK_SET_AUDITED_SQL, values: [...values, ...auditValues(audit.shift()!, now, client)] });
+      else await c.query({ name: 'statelock_lock_set_v1', text: LOCK_SET_SQL, values });
     }
     // No lock row to delete when the snapshot (read under this transaction's advisory lock) found none.
     if (lock && 'clear' in lock && held !== null) {
-      await c.query({ name: 'statelock_lock_cleared_v1', text: CLEAR_SQL, values: [key, held, now, RELEASED_CHANNEL] });
+      const values = [key, held, now, RELEASED_CHANNEL];
+      if (audit.length === 1) await c.query({ name: 'statelock_lock_cleared_audited_v1', text: CLEAR_AUDITED_SQL, values: [...values, ...auditValues(audit.shift()!, now, client)] });
+      else await c.query({ name: 'statelock_lock_cleared_v1', text: CLEAR_SQL, values });
     }
     if (lock && 'touch' in lock) {
       if (lock.holds) await c.query({ name: 'statelock_lock_touch_holds_v1', text: 'UPDATE locks SET last_activity_at = $1, holds = $2 WHERE key = $3', values: [lock.touch, lock.holds.join(','), key] });
@@ -230,13 +243,7 @@ export class PostgresStore implements Store {
       await this.chunks.writeRefs(c, 'rejected', inserted.rows[0].id as string, r.chunks);
     }
     if (changes.endSession) await c.query('UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL', [now, changes.endSession.reason, changes.endSession.id]);
-    for (const e of changes.audit ?? []) {
-      await c.query({
-        name: 'statelock_audit_v1',
-        text: 'INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-        values: [now, e.action, e.key, e.lockId, e.outcome, client.addr, client.userAgent, client.principal, JSON.stringify(e.detail)],
-      });
-    }
+    for (const e of audit) await c.query({ name: 'statelock_audit_v1', text: AUDIT_SQL, values: auditValues(e, now, client) });
   }
 
   /**
@@ -670,4 +677,9 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
     }
     throw err;
   }
+}
+
+/** An audit row's values, in auditInsert's order. */
+function auditValues(e: NewAuditEntry, now: string, client: ClientContext): unknown[] {
+  return [now, e.action, e.key, e.lockId, e.outcome, client.addr, client.userAgent, client.principal, JSON.stringify(e.detail)];
 }
