@@ -14,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { listeningUrl } from './lib/processes.js';
 import { median } from './lib/stats.js';
 import { cycles, type CycleRun } from './suites/lock-cycle.js';
 
@@ -47,15 +48,7 @@ async function start(b: Build): Promise<{ url: string; proc: ChildProcess; dir: 
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ...b.env },
   });
-  const url = await new Promise<string>((res, rej) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /statelock listening on (http\S+)/.exec(out);
-      if (m) res(m[1]!);
-    });
-    proc.once('exit', (code) => rej(new Error(`${b.name}: server exited with ${code}`)));
-  });
+  const url = await listeningUrl(proc, `${b.name}: server`);
   return { url, proc, dir };
 }
 

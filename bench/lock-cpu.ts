@@ -15,6 +15,7 @@ import { TEST_KEY } from '../test/support/aws.js';
 import { startPostgres } from '../test/support/postgres.js';
 import { STATELOCK_BIN } from '../test/support/server-process.js';
 import { AwsClient, createLockTable } from './lib/aws-client.js';
+import { listeningUrl } from './lib/processes.js';
 import { median } from './lib/stats.js';
 import { cycles, type CycleRun } from './suites/lock-cycle.js';
 
@@ -43,15 +44,7 @@ const proc = spawn(
   [...nodeArgs, STATELOCK_BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'warn', '--aws-credentials', `${TEST_KEY.accessKeyId}:${TEST_KEY.secretAccessKey}`, ...(pg ? ['--database', pg.url] : [])],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-    const m = /statelock listening on (http\S+)/.exec(out);
-    if (m) resolve(m[1]!);
-  });
-  proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-});
+const url = await listeningUrl(proc);
 try {
   if (door === 'dynamodb') {
     const c = new AwsClient(url, TEST_KEY, 'dynamodb');

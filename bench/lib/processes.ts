@@ -9,6 +9,19 @@ import { fileURLToPath } from 'node:url';
 const BASELINE_JS = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
 const require = createRequire(import.meta.url);
 
+/** The address a `statelock serve --port 0` child prints once it listens; rejects if it exits first. */
+export function listeningUrl(proc: ChildProcess, label = 'server'): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /statelock listening on (http\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    proc.once('exit', (code) => reject(new Error(`${label} exited with ${code}`)));
+  });
+}
+
 export interface Baseline {
   url: string;
   proc: ChildProcess;
