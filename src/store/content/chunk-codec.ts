@@ -46,14 +46,25 @@ export function decodeChunkInto(chunk: StoredChunk, out: Buffer, at: number): vo
     return;
   }
   if (chunk.codec !== 'deflate') unknownCodec(chunk);
-  const fast = chunk.size > 0 ? reusedInflate() : null;
-  if (!fast) {
-    const plain = inflateRawSync(chunk.data);
-    checked(chunk, plain, plain.length).copy(out, at);
-    return;
-  }
-  const failure = fast(chunk.data, 0, chunk.data.length, out, at, chunk.size);
+  const failure = inflateInto(chunk.data, 0, chunk.data.length, out, at, chunk.size);
   if (failure !== null) throw damaged(chunk.id, failure);
+}
+
+/**
+ * {@link InflateInto} with the reused context where it exists, else `inflateRawSync` and a copy; a stream that
+ * does not inflate at all is a failure like the others (here and on the inflate worker).
+ */
+export function inflateInto(input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, size: number): string | null {
+  try {
+    const fast = size > 0 ? reusedInflate() : null;
+    if (fast) return fast(input, inOff, inLen, out, outOff, size);
+    const plain = inflateRawSync(input.subarray(inOff, inOff + inLen));
+    if (plain.length !== size) return `decodes to ${plain.length} bytes, not ${size}`;
+    out.set(plain, outOff);
+    return null;
+  } catch (err) {
+    return `does not inflate (${(err as Error).message})`;
+  }
 }
 
 /** The error of a chunk whose stored bytes do not decode to its recorded size. */

@@ -5,8 +5,7 @@
  * first one that does not is reported (which one, and why), never passed on.
  */
 import { parentPort } from 'node:worker_threads';
-import { inflateRawSync } from 'node:zlib';
-import { reusedInflate } from './chunk-codec.js';
+import { inflateInto } from './chunk-codec.js';
 import type { InflateReply, InflateRequest } from './batch-inflater.js';
 
 const port = parentPort;
@@ -18,7 +17,7 @@ port.on('message', (m: InflateRequest) => {
   let bad = -1;
   let why: string | null = null;
   for (let i = 0; i < jobs.length; i += 4) {
-    why = inflateOne(bytes, jobs[i]!, jobs[i + 1]!, jobs[i + 2]!, jobs[i + 3]!);
+    why = inflateInto(bytes, jobs[i]!, jobs[i + 1]!, bytes, jobs[i + 2]!, jobs[i + 3]!);
     if (why !== null) {
       bad = i / 4;
       break;
@@ -27,16 +26,3 @@ port.on('message', (m: InflateRequest) => {
   const reply: InflateReply = { seq: m.seq, buffer: m.buffer, bad, why };
   port.postMessage(reply, [m.buffer]);
 });
-
-function inflateOne(bytes: Uint8Array, inOff: number, inLen: number, outOff: number, size: number): string | null {
-  try {
-    const fast = size > 0 ? reusedInflate() : null;
-    if (fast) return fast(bytes, inOff, inLen, bytes, outOff, size);
-    const plain = inflateRawSync(bytes.subarray(inOff, inOff + inLen));
-    if (plain.length !== size) return `decodes to ${plain.length} bytes, not ${size}`;
-    bytes.set(plain, outOff);
-    return null;
-  } catch (err) {
-    return `does not inflate (${(err as Error).message})`;
-  }
-}
