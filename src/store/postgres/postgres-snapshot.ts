@@ -46,7 +46,7 @@ export async function readSnapshot(c: pg.PoolClient, key: string, probeLockId: s
   const row = (await c.query({ name: 'statelock_snapshot_v1', text: SNAPSHOT_SQL, values: [key, probeLockId] })).rows[0] as Row;
   const current = row.v_id === null ? null : mapVersion(part(row, 'v_', VERSION_FIELDS));
   // mapLock reads the joined session under the `s_` prefix, as this row already names it.
-  const lock = row.l_lock_id === null ? null : mapLock({ ...part(row, 'l_', LOCK_FIELDS), ...sessionColumns(row) });
+  const lock = row.l_lock_id === null ? null : mapLock({ ...row, ...part(row, 'l_', LOCK_FIELDS) });
   return {
     key,
     current,
@@ -55,11 +55,4 @@ export async function readSnapshot(c: pg.PoolClient, key: string, probeLockId: s
     highestSerial: row.st_highest === null ? 0 : Number(row.st_highest),
     probedLockIdReleased: row.st_released === true,
   };
-}
-
-/** The session columns as mapLock expects them beside a lock: `s_id`, `s_key`, … */
-function sessionColumns(row: Row): Row {
-  const out: Row = {};
-  for (const f of SESSION_FIELDS) out[`s_${f}`] = row[`s_${f}`];
-  return out;
 }
