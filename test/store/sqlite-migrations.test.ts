@@ -141,4 +141,15 @@ describe('SQLite schema migrations', () => {
       for (const t of Object.keys(before)) assert.deepEqual(strip(now[t]!), strip(before[t]!), t);
     });
   });
+
+  test('migration 7: the chunk lookups by id (stamp; rowid and size) are answered from the chunks_lookup index alone', async () => {
+    const d = dir();
+    await new SqliteStore(d).close();
+    withDb(d, (db) => {
+      for (const columns of ['stored_at', 'rowid AS r, size']) {
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN SELECT id, ${columns} FROM chunks INDEXED BY chunks_lookup WHERE id IN (?, ?)`).all('a', 'b') as Array<{ detail: string }>).map((r) => r.detail).join('; ');
+        assert.match(plan, /COVERING INDEX chunks_lookup/, `${columns}: ${plan}`);
+      }
+    });
+  });
 });

@@ -8,6 +8,12 @@ export type ChunkOwner = 'version' | 'rejected';
 /** Ids per `IN (…)` query. */
 const IN_BATCH = 128;
 
+/**
+ * Which index an id lookup goes through: `chunks_lookup` (id, size, stored_at; migration 7) answers lookups
+ * of those columns and the rowid from the index alone; `chunks_by_id` (unique) when the row itself is wanted.
+ */
+type LookupIndex = 'chunks_lookup' | 'chunks_by_id';
+
 /** Rows per sweep transaction: the write lock is held for one batch at a time. */
 const SWEEP_BATCH = 500;
 
@@ -74,7 +80,7 @@ export class SqliteChunks {
     const restampBefore = new Date(now.getTime() - CHUNK_RESTAMP_MS).toISOString();
     const found = new Set<string>();
     const stale: string[] = [];
-    for (const [id, row] of this.rowsByIds<{ stored_at: string }>('stored_at', ids)) {
+    for (const [id, row] of this.rowsByIds<{ stored_at: string }>('stored_at', ids, 'chunks_lookup')) {
       if (row.stored_at < restampBefore) stale.push(id);
       else found.add(id);
     }
@@ -91,7 +97,7 @@ export class SqliteChunks {
 
   /** In order, duplicates included. */
   get(ids: readonly string[]): StoredChunk[] {
-    const rows = this.rowsByIds<StoredChunk>('size, codec, data', ids);
+    const rows = this.rowsByIds<StoredChunk>('size, codec, data', ids, 'chunks_by_id');
     return ids.map((id) => {
       const row = rows.get(id);
       if (!row) throw new StatelockError('CHUNK_MISSING', { id, context: 'asked for by a reader' });
@@ -102,7 +108,7 @@ export class SqliteChunks {
   /** Writes a manifest, inside the caller's transaction; a chunk that is not stored rolls it all back. */
   writeRefs(owner: ChunkOwner, ownerId: number | bigint, refs: readonly ChunkRef[]): void {
     const insert = this.stmt.insertRef[owner];
-    const rows = this.rowsByIds<{ r: number; size: number }>('rowid AS r, size', refs.map((ref) => ref.id));
+    const rows = this.rowsByIds<{ r: number; size: number }>('rowid AS r, size', refs.map((ref) => ref.id), 'chunks_lookup');
     refs.forEach((ref, n) => {
       const row = rows.get(ref.id);
       if (!row) throw new StatelockError('CHUNK_MISSING', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}; nothing was stored` });
@@ -115,22 +121,22 @@ export class SqliteChunks {
    * The stored rows among `ids` (each id once), by id, with `columns`: one `IN (…)` query per IN_BATCH ids —
    * profiles of 100 MiB bodies (12,000 chunks) showed one query per id costing about twice as much.
    */
-  private rowsByIds<T>(columns: string, ids: readonly string[]): Map<string, T & { id: string }> {
+  private rowsByIds<T>(columns: string, ids: readonly string[], index: LookupIndex): Map<string, T & { id: string }> {
     const unique = [...new Set(ids)];
     const out = new Map<string, T & { id: string }>();
     for (let at = 0; at < unique.length; at += IN_BATCH) {
       const part = unique.slice(at, at + IN_BATCH);
-      for (const row of this.inQuery(columns, part.length).all(...part) as Array<T & { id: string }>) out.set(row.id, row);
+      for (const row of this.inQuery(columns, part.length, index).all(...part) as Array<T & { id: string }>) out.set(row.id, row);
     }
     return out;
   }
 
   private readonly inCache = new Map<string, Database.Statement>();
-  private inQuery(columns: string, n: number): Database.Statement {
-    const key = `${columns}|${n}`;
+  private inQuery(columns: string, n: number, index: LookupIndex): Database.Statement {
+    const key = `${columns}|${n}|${index}`;
     let stmt = this.inCache.get(key);
     if (!stmt) {
-      stmt = this.db.prepare(`SELECT id, ${columns} FROM chunks WHERE id IN (${new Array(n).fill('?').join(', ')})`);
+      stmt = this.db.prepare(`SELECT id, ${columns} FROM chunks INDEXED BY ${index} WHERE id IN (${new Array(n).fill('?').join(', ')})`);
       this.inCache.set(key, stmt);
     }
     return stmt;

@@ -208,4 +208,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_by_key ON audit (key, id);
   CREATE INDEX audit_by_time ON audit (at);
   `,
+  `
+  -- Chunk lookups by id from the index alone: a re-sent state's writes look up every chunk twice (presentChunks,
+  -- then the manifest check at commit), and each lookup through chunks_by_id also read the chunk's row, a
+  -- random page of the big table, for its size or stamp. This index holds them (rowid included): ~3x cheaper.
+  CREATE INDEX chunks_lookup ON chunks (id, size, stored_at);
+  `,
 ];
