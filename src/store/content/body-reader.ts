@@ -1,6 +1,6 @@
 import { StatelockError } from '../../server/errors.js';
 import type { BodyContent, ChunkRef, Store, StoredChunk } from '../store.js';
-import { batchInflater, type BatchInflater } from './batch-inflater.js';
+import { bodyWorker, type BodyWorker } from './body-worker.js';
 import { noteGarbage } from '../../shared/external-garbage.js';
 import { damaged, decodeChunk, decodeChunkInto } from './chunk-codec.js';
 
@@ -37,7 +37,7 @@ interface Slot {
  *
  * Each batch is decoded into one of AHEAD + 1 buffers the reader reuses (so a read allocates the same few
  * MiB whatever the body's size, instead of a buffer per chunk that V8 frees only in bulk, late: that garbage
- * was most of a read's peak memory), on the inflate worker for large reads (batch-inflater.ts). While the
+ * was most of a read's peak memory), on the body worker for large reads (body-worker.ts). While the
  * caller sends batch N, batches N+1 and N+2 are fetched and inflated. Hence the rule for callers: **a yielded
  * buffer is valid until the next call to `next()`** — copy it to keep it (sendStream asks for the next batch
  * only once the socket has taken the previous one).
@@ -52,7 +52,7 @@ export class BodyReader {
     private content: BodyContent,
     readonly size: number,
     private readonly reload?: () => Promise<BodyContent | null>,
-    private readonly inflater: BatchInflater = batchInflater,
+    private readonly inflater: BodyWorker = bodyWorker,
   ) {}
 
   /** The whole body, or the bytes of `range`, as a sequence of buffers (each valid until the next is asked for). */
@@ -174,7 +174,7 @@ export class BodyReader {
     if (jobs.length === 0) return out;
     const buffer = slot.buffer;
     slot.buffer = null;
-    const reply = await this.inflater.run(buffer, Int32Array.from(jobs));
+    const reply = await this.inflater.inflate(buffer, Int32Array.from(jobs));
     slot.buffer = reply.buffer;
     if (reply.bad >= 0) throw damaged(jobChunk[reply.bad]!.id, reply.why ?? 'does not inflate');
     return Buffer.from(reply.buffer, 0, outBytes);

@@ -1,13 +1,14 @@
 import { Worker } from 'node:worker_threads';
 
-/** A batch for the inflate worker: `buffer` is transferred there and back; `jobs` holds [inOff, inLen, outOff, size] per chunk. */
+/** A read batch to inflate: `buffer` is transferred there and back; `jobs` holds [inOff, inLen, outOff, size] per chunk. */
 export interface InflateRequest {
+  kind: 'inflate';
   seq: number;
   buffer: ArrayBuffer;
   jobs: Int32Array;
 }
 
-/** The worker's answer: the buffer (inflated), and the index of the first chunk that did not decode (-1: none) and why. */
+/** The answer: the buffer (inflated), and the index of the first chunk that did not decode (-1: none) and why. */
 export interface InflateReply {
   seq: number;
   buffer: ArrayBuffer;
@@ -15,65 +16,115 @@ export interface InflateReply {
   why: string | null;
 }
 
-const WORKER_URL = new URL('./inflate-worker.js', import.meta.url);
+/**
+ * The next block of a body being digested: its first `length` bytes of `buffer` (transferred there and back).
+ * `body` names the body among those being digested at once; `first` opens it, `end` closes it.
+ */
+export interface DigestRequest {
+  kind: 'digest';
+  seq: number;
+  body: number;
+  buffer: ArrayBuffer;
+  length: number;
+  first: boolean;
+  end: boolean;
+}
 
 /**
- * Inflates read batches on a worker thread, so that a large read's decompression (about half of a GET's CPU
- * on the event loop before: bench/README.md) runs beside the event loop, which meanwhile fetches the next
- * batch from the store and writes the previous one to the socket. One worker for the whole process, started
- * on the first large read (it costs about 10 MiB of resident memory: a small read never starts it) and kept
- * for the next ones; it holds the process open only while a batch is on it. Batches from concurrent readers
- * queue on it in order.
+ * The block's buffer back, free for the next block; with the body's digests after its last block. `lost`:
+ * the thread holds nothing for this body although this is not its first block (a new thread, after the one
+ * that had its first blocks died), so its digests cannot be had.
+ */
+export interface DigestReply {
+  seq: number;
+  buffer: ArrayBuffer;
+  digests: { md5: string; sha256: string } | null;
+  lost: boolean;
+}
+
+type Request = InflateRequest | DigestRequest;
+type Reply = InflateReply | DigestReply;
+
+const THREAD_URL = new URL('./body-worker-thread.js', import.meta.url);
+
+/**
+ * The body worker: one thread per process that takes per-byte work on body bytes off the event loop, so it
+ * runs on another core beside it:
+ * - a large read's inflate (about half of a GET's CPU on the event loop before: bench/README.md), a batch
+ *   of about 1 MiB per message, while the event loop fetches the next batch and writes the previous one;
+ * - a large write's MD5 and SHA-256 (a third of a write's CPU), 256 KiB blocks per message, while the event
+ *   loop scans, chunks and stores the same bytes (body-digests.ts).
+ *
+ * Buffers are transferred, not copied, both ways. The thread starts with the first large read or write (it
+ * costs about 10 MiB of resident memory: small bodies never start it), stays for the next ones, and holds
+ * the process open only while a message is on it. Messages run in order.
  *
  * The thread pool is no substitute: zlib's async API makes a context (and a JS stream) per chunk and costs
- * two thread hops per 8 KiB chunk; here a batch of about 1 MiB is one message each way, its buffer moved,
- * not copied (transferred), and inflated with one reused context.
+ * two thread hops per 8 KiB chunk, and Node's hashes are synchronous on the calling thread.
  *
- * If the worker cannot start or dies, the batches it held fail (their reads end with an error) and the
- * next large read starts a new one; `available` is false when workers cannot be started at all, and the
- * reader then inflates on the event loop.
+ * If the thread cannot start or dies, the messages it held fail (their reads and writes end with an error)
+ * and the next one starts a new thread; `available` is false when threads cannot be started at all, and
+ * callers then do the work on the event loop.
  */
-export class BatchInflater {
+export class BodyWorker {
   private worker: Worker | null = null;
   private broken = false;
   private seq = 0;
-  private readonly pending = new Map<number, { resolve(r: InflateReply): void; reject(e: Error): void }>();
+  private bodies = 0;
+  private readonly pending = new Map<number, { resolve(r: Reply): void; reject(e: Error): void }>();
 
   get available(): boolean {
     return !this.broken;
   }
 
   /** Inflates `jobs` within `buffer` (which is detached until the promise settles: use the reply's buffer). */
-  run(buffer: ArrayBuffer, jobs: Int32Array): Promise<InflateReply> {
-    const worker = this.worker ?? this.start();
+  inflate(buffer: ArrayBuffer, jobs: Int32Array): Promise<InflateReply> {
     const seq = ++this.seq;
-    return new Promise<InflateReply>((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
-      if (this.pending.size === 1) worker.ref();
-      const request: InflateRequest = { seq, buffer, jobs };
-      worker.postMessage(request, [buffer, jobs.buffer as ArrayBuffer]);
-    });
+    return this.send({ kind: 'inflate', seq, buffer, jobs }, [buffer, jobs.buffer as ArrayBuffer]) as Promise<InflateReply>;
   }
 
-  /** Ends the worker (tests; a server leaves it to the process's exit). Batches on it fail. */
+  /** A name for a new body to digest (the thread keeps its running hashes under it until its last block). */
+  newBody(): number {
+    return ++this.bodies;
+  }
+
+  /**
+   * Adds `buffer`'s first `length` bytes to `body`'s digests; `first`: its first block; `end`: its last block
+   * (the reply carries the digests).
+   */
+  digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean): Promise<DigestReply> {
+    const seq = ++this.seq;
+    return this.send({ kind: 'digest', seq, body, buffer, length, first, end }, [buffer]) as Promise<DigestReply>;
+  }
+
+  /** Ends the thread (tests; a server leaves it to the process's exit). Messages on it fail. */
   async close(): Promise<void> {
     const w = this.worker;
     if (!w) return;
-    this.fail(w, new Error('the inflate worker was closed'));
+    this.fail(w, new Error('the body worker was closed'));
     await w.terminate();
+  }
+
+  private send(request: Request, transfer: ArrayBuffer[]): Promise<Reply> {
+    const worker = this.worker ?? this.start();
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending.set(request.seq, { resolve, reject });
+      if (this.pending.size === 1) worker.ref();
+      worker.postMessage(request, transfer);
+    });
   }
 
   private start(): Worker {
     let w: Worker;
     try {
       // It allocates almost nothing of its own (the buffers come and go with the messages): small heap limits.
-      w = new Worker(WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 }, stdout: false, stderr: false });
+      w = new Worker(THREAD_URL, { resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 }, stdout: false, stderr: false });
     } catch (err) {
       this.broken = true;
       throw err;
     }
     let answered = false;
-    w.on('message', (reply: InflateReply) => {
+    w.on('message', (reply: Reply) => {
       answered = true;
       const p = this.pending.get(reply.seq);
       if (!p) return;
@@ -81,12 +132,12 @@ export class BatchInflater {
       if (this.pending.size === 0) w.unref();
       p.resolve(reply);
     });
-    // A worker that fails before its first answer will not do better next time: readers inflate on the event loop.
+    // A thread that fails before its first answer will not do better next time: callers work on the event loop.
     w.on('error', (err) => {
       if (!answered) this.broken = true;
       this.fail(w, err);
     });
-    w.on('exit', (code) => this.fail(w, new Error(`the inflate worker exited (${code})`)));
+    w.on('exit', (code) => this.fail(w, new Error(`the body worker exited (${code})`)));
     w.unref();
     this.worker = w;
     return w;
@@ -101,5 +152,5 @@ export class BatchInflater {
   }
 }
 
-/** The process's inflater. */
-export const batchInflater = new BatchInflater();
+/** The process's body worker. */
+export const bodyWorker = new BodyWorker();

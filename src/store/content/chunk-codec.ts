@@ -24,7 +24,7 @@ export async function encodeChunk(plain: Buffer): Promise<{ codec: ChunkCodec; d
  * own. Inflated on the calling thread: inflating a chunk of at most 64 KiB takes tens of microseconds, and
  * the thread pool's per-call cost (a zlib context per call, two thread hops) measured more than twice the
  * work itself. Streaming readers inflate whole batches into reused buffers instead (decodeChunkInto, and
- * the inflate worker of batch-inflater.ts).
+ * the body worker's thread, body-worker-thread.ts).
  */
 export function decodeChunk(chunk: StoredChunk): Buffer {
   if (chunk.codec === 'raw') return checked(chunk, chunk.data, chunk.data.length);
@@ -52,7 +52,7 @@ export function decodeChunkInto(chunk: StoredChunk, out: Buffer, at: number): vo
 
 /**
  * {@link InflateInto} with the reused context where it exists, else `inflateRawSync` and a copy; a stream that
- * does not inflate at all is a failure like the others (here and on the inflate worker).
+ * does not inflate at all is a failure like the others (here and on the body worker).
  */
 export function inflateInto(input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, size: number): string | null {
   try {
@@ -104,7 +104,7 @@ let inflater: InflateInto | null | undefined;
  * profile of GetObject). Relies on the binding handle behind Node's zlib streams (`_handle.writeSync`,
  * `reset`, the `_writeState` pair of what input and output space is left): if a Node release changes it,
  * reusedInflate() is null and callers use inflateRawSync. Synchronous, so one context serves every caller
- * on its thread (the inflate worker has its own).
+ * on its thread (the body worker's thread has its own).
  */
 export function reusedInflate(): InflateInto | null {
   if (inflater !== undefined) return inflater;

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Digests } from '../../state/state-file.js';
 import type { ChunkRef, Store, StoredChunk } from '../store.js';
 import { noteGarbage } from '../../shared/external-garbage.js';
+import { BodyDigests } from './body-digests.js';
 import { Chunker } from './chunker.js';
 import { encodeChunk } from './chunk-codec.js';
 
@@ -18,7 +18,8 @@ export interface IngestResult {
 }
 
 /**
- * Stores a body as chunks in one pass over its bytes, as they arrive: size, MD5 and SHA-256; `observe`
+ * Stores a body as chunks in one pass over its bytes, as they arrive: size, MD5 and SHA-256 (on the body
+ * worker's thread for a large body: body-digests.ts); `observe`
  * (the state header reader) sees every byte in order and may throw to refuse the body early; the chunker
  * cuts; each batch of about INGEST_BATCH_BYTES is compressed on the thread pool (only the chunks the store
  * does not hold yet: presentChunks) and stored with putChunks while the next batch is read. At most one
@@ -29,8 +30,7 @@ export interface IngestResult {
  * this (bad digest, invalid state, a rule) leaves them for the sweep.
  */
 export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, observe?: (bytes: Uint8Array) => void): Promise<IngestResult> {
-  const md5 = createHash('md5');
-  const sha256 = createHash('sha256');
+  const digests = new BodyDigests();
   const chunker = new Chunker();
   const refs: ChunkRef[] = [];
   let size = 0;
@@ -52,10 +52,9 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
 
   try {
     for await (const piece of source) {
-      md5.update(piece);
-      sha256.update(piece);
       size += piece.length;
       observe?.(piece);
+      await digests.update(piece); // waits only while the body worker is IN_FLIGHT blocks behind
       noteGarbage(piece.length); // a request piece is dead once its batch is stored
       for (const chunk of chunker.push(piece)) {
         batch.push(chunk);
@@ -66,12 +65,14 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
     for (const chunk of chunker.end()) batch.push(chunk);
     if (batch.length > 0) await flush();
     if (inFlight) await inFlight;
+    const { md5, sha256 } = await digests.digests();
+    return { digests: { md5, sha256, size }, chunks: refs };
   } catch (err) {
+    digests.abandon();
     // Let a batch being stored finish (its chunks are left for the sweep), then report the first failure.
     if (inFlight) await (inFlight as Promise<void>).catch(() => undefined);
     throw err;
   }
-  return { digests: { md5: md5.digest('base64'), sha256: sha256.digest('hex'), size }, chunks: refs };
 }
 
 /** Ingests a body that is already in memory (restore's rewritten header, a test). */

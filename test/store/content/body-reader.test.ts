@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { BatchInflater } from '../../../src/store/content/batch-inflater.js';
+import { BodyWorker } from '../../../src/store/content/body-worker.js';
 import { BodyReader } from '../../../src/store/content/body-reader.js';
 import { ingest } from '../../../src/store/content/ingest.js';
 import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
@@ -21,9 +21,9 @@ import { tempDir } from '../../support/server-process.js';
 
 const dir = tempDir();
 const store = new SqliteStore(dir);
-const worker = new BatchInflater();
-/** An inflater whose worker never starts: the event-loop path. */
-class NoWorker extends BatchInflater {
+const worker = new BodyWorker();
+/** A body worker whose thread never starts: the event-loop path. */
+class NoWorker extends BodyWorker {
   override get available(): boolean {
     return false;
   }
@@ -59,7 +59,7 @@ async function collect(reader: BodyReader, range?: { start: number; end: number 
 const state = StateTemplate.ofSize(6 * 1024 * 1024).body(1);
 const mixed = Buffer.concat([state.subarray(0, 1_500_000), randomBytes(700_000), state.subarray(1_500_000, 3_000_000)]);
 const stored = { state: await ingest(store, pieces(state)), mixed: await ingest(store, pieces(mixed)) };
-const readerOf = (which: 'state' | 'mixed', inflater: BatchInflater, s: Store = store) => new BodyReader(s, { kind: 'chunks', chunks: stored[which].chunks }, stored[which].digests.size, undefined, inflater);
+const readerOf = (which: 'state' | 'mixed', inflater: BodyWorker, s: Store = store) => new BodyReader(s, { kind: 'chunks', chunks: stored[which].chunks }, stored[which].digests.size, undefined, inflater);
 
 for (const [path, inflater] of [['worker thread', worker], ['event loop', noWorker]] as const) {
   test(`${path}: whole bodies and ranges across batch boundaries read back byte for byte`, async () => {
@@ -78,10 +78,10 @@ for (const [path, inflater] of [['worker thread', worker], ['event loop', noWork
 }
 
 test('the worker thread is used for a read of several batches, not for one of a single batch', async () => {
-  const counting = new BatchInflater();
+  const counting = new BodyWorker();
   let runs = 0;
-  const run = counting.run.bind(counting);
-  counting.run = (b, j) => (runs++, run(b, j));
+  const inflate = counting.inflate.bind(counting);
+  counting.inflate = (b, j) => (runs++, inflate(b, j));
   try {
     assert.ok((await collect(readerOf('state', counting))).bytes.equals(state));
     assert.ok(runs >= 6, `${runs} batches on the worker`);

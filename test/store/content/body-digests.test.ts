@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, test } from 'node:test';
+import { BodyDigests, DIGEST_BLOCK_BYTES } from '../../../src/store/content/body-digests.js';
+import { BodyWorker, type DigestReply } from '../../../src/store/content/body-worker.js';
+
+/**
+ * BodyDigests (src/store/content/body-digests.ts): MD5 and SHA-256 of a body given in pieces, on the body
+ * worker's real thread for bodies of a block or more, on the event loop otherwise.
+ */
+
+/** A body worker that counts its digest messages and how many were out at once. */
+class CountingWorker extends BodyWorker {
+  messages = 0;
+  outstanding = 0;
+  maxOutstanding = 0;
+  override digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean): Promise<DigestReply> {
+    this.messages++;
+    this.maxOutstanding = Math.max(this.maxOutstanding, ++this.outstanding);
+    return super.digest(body, buffer, length, first, end).finally(() => this.outstanding--);
+  }
+}
+
+/** One whose thread never starts: the event-loop path. */
+class NoWorker extends BodyWorker {
+  override get available(): boolean {
+    return false;
+  }
+  override digest(): Promise<DigestReply> {
+    throw new Error('digest() called although the worker is not available');
+  }
+}
+
+const worker = new CountingWorker();
+after(() => worker.close());
+
+const expected = (body: Buffer) => ({ md5: createHash('md5').update(body).digest('base64'), sha256: createHash('sha256').update(body).digest('hex') });
+
+async function digestOf(body: Buffer, pieceSize: number, w: BodyWorker): Promise<{ md5: string; sha256: string }> {
+  const d = new BodyDigests(w);
+  for (let at = 0; at < body.length; at += pieceSize) await d.update(body.subarray(at, at + pieceSize));
+  return d.digests();
+}
+
+const B = DIGEST_BLOCK_BYTES;
+const big = randomBytes(5 * B + 12_345);
+const sizes = [0, 1, B - 1, B, B + 1, 3 * B + 17, big.length];
+const pieceSizes = [1, 7_001, 64 * 1024, Number.MAX_SAFE_INTEGER /* the whole body as one piece */];
+
+test('the digests are those of the exact bytes, at every size around a block and in pieces of every size', async () => {
+  for (const size of sizes) {
+    const body = big.subarray(0, size);
+    for (const pieceSize of pieceSizes) {
+      if (pieceSize === 1 && size > B + 1) continue; // a byte at a time is slow; the small sizes cover it
+      for (const [path, w] of [['worker', worker], ['event loop', new NoWorker()]] as const) {
+        assert.deepEqual(await digestOf(Buffer.from(body), pieceSize, w), expected(body), `${size} B in pieces of ${pieceSize}, ${path}`);
+      }
+    }
+  }
+});
+
+test('a body of a block or more goes to the worker in blocks, a smaller one never does', async () => {
+  worker.messages = 0;
+  await digestOf(big.subarray(0, B - 1), 64 * 1024, worker);
+  assert.equal(worker.messages, 0, 'one byte short of a block: on the event loop');
+  await digestOf(big, 64 * 1024, worker);
+  assert.equal(worker.messages, Math.ceil(big.length / B), 'a message per block, the last one closing the body');
+});
+
+test('at most four blocks of a body are on the worker at once, even when the body comes as one piece', async () => {
+  worker.maxOutstanding = 0;
+  assert.deepEqual(await digestOf(big, big.length, worker), expected(big));
+  assert.ok(worker.maxOutstanding >= 2 && worker.maxOutstanding <= 4, `${worker.maxOutstanding} blocks out at once`);
+});
+
+test('bodies digested at the same time do not mix, and an abandoned one does not disturb the others', async () => {
+  const a = randomBytes(3 * B + 5);
+  const b = randomBytes(2 * B + 9);
+  const da = new BodyDigests(worker);
+  const db = new BodyDigests(worker);
+  const dropped = new BodyDigests(worker);
+  for (let at = 0; at < a.length; at += 50_000) {
+    await da.update(a.subarray(at, at + 50_000));
+    await db.update(b.subarray(at, at + 50_000));
+    if (at <= 2 * B) await dropped.update(randomBytes(50_000));
+    else dropped.abandon(); // twice or more: the later calls do nothing
+  }
+  assert.deepEqual(await da.digests(), expected(a));
+  assert.deepEqual(await db.digests(), expected(b));
+});
+
+test('a worker that dies under a body fails that body, whether or not its blocks were answered; the next body gets a new thread', async () => {
+  const w = new CountingWorker();
+  try {
+    // Blocks still out when the thread ends: their answers fail.
+    const early = new BodyDigests(w);
+    await early.update(big.subarray(0, 2 * B));
+    assert.ok(w.outstanding > 0);
+    await w.close();
+    await assert.rejects(early.digests(), /closed/);
+    // Blocks all answered, then the thread ends: the new thread never saw the body's beginning.
+    const late = new BodyDigests(w);
+    await late.update(big.subarray(0, 2 * B));
+    while (w.outstanding > 0) await new Promise((r) => setTimeout(r, 5));
+    await w.close();
+    await assert.rejects(late.digests(), /restarted/);
+    assert.deepEqual(await digestOf(big, 64 * 1024, w), expected(big));
+  } finally {
+    await w.close();
+  }
+});
