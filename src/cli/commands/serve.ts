@@ -133,7 +133,11 @@ export async function runServe(args: string[]): Promise<number> {
   process.stdout.write(banner(app.url, config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`, app.authState));
   // On by default: cold, a fresh process's first few MiB of state scan ~20x slower (bench/README.md). It keeps
   // ~6 MiB more resident for the server's life (JIT code and heap); --no-warm-up saves that.
-  if (values['no-warm-up'] !== true) void warmUpBodyPaths(); // in the background, between requests
+  if (values['no-warm-up'] !== true) {
+    const at = performance.now();
+    // In the background, between requests.
+    void warmUpBodyPaths().then((r) => app.logger.debug('warm-up done', { ...r, ms: Math.round(performance.now() - at) }));
+  }
 
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
