@@ -147,7 +147,11 @@ export class PostgresStore implements Store {
     }
   }
 
-  /** A dedicated connection for LISTEN; reconnects by itself after an outage. */
+  /**
+   * A dedicated connection for LISTEN; reconnects by itself after an outage. `listener` is the current
+   * client from the moment it is made, connecting or not: close() may come first (a short-lived CLI such as
+   * rekey, a server stopped at once) and must end it too, or its socket keeps the process alive.
+   */
   private async listen(): Promise<void> {
     while (!this.closed) {
       const client = new pg.Client({ connectionString: this.url });
@@ -155,18 +159,18 @@ export class PostgresStore implements Store {
         client.on('error', () => resolve());
         client.on('end', () => resolve());
       });
+      this.listener = client;
       try {
         await client.connect();
         client.on('notification', (msg) => {
           if (msg.payload) for (const l of this.releaseListeners) l(msg.payload);
         });
         await client.query(`LISTEN ${RELEASED_CHANNEL}`);
-        this.listener = client;
-        await lost;
+        if (!this.closed) await lost;
       } catch {
-        // PostgreSQL unreachable: retry below.
+        // PostgreSQL unreachable, or closed while connecting: retry below unless closed.
       }
-      this.listener = null;
+      if (this.listener === client) this.listener = null;
       await client.end().catch(() => undefined);
       if (!this.closed) await new Promise((r) => setTimeout(r, 250));
     }
