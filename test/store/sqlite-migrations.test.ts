@@ -9,9 +9,10 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { tempDir } from '../support/server-process.js';
 
 /**
- * Upgrading a SQLite database made by an earlier schema keeps every row of every table. The latest migration
- * rebuilds the audit table without AUTOINCREMENT (one WAL page less per LOCK and UNLOCK commit): the rows keep
- * their ids and new entries carry on after the largest.
+ * Upgrading a SQLite database made by an earlier schema keeps every row of every table. Migration 6 rebuilds the
+ * audit table without AUTOINCREMENT (one WAL page less per LOCK and UNLOCK commit): the rows keep their ids and new
+ * entries carry on after the largest. Migration 8 moves the by-key indexes of the audit trail and of the released
+ * lock IDs into tables written in batches (deferred-key-indexes.ts).
  */
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'migration-test', principal: null };
@@ -103,9 +104,20 @@ describe('SQLite schema migrations', () => {
       assert.doesNotMatch(auditSql(db), /AUTOINCREMENT/);
       assert.deepEqual(db.prepare("SELECT count(*) AS n FROM sqlite_sequence WHERE name = 'audit'").get(), { n: 0 });
       const indexes = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-      assert.deepEqual(indexes, ['audit_by_key', 'audit_by_time']);
+      assert.deepEqual(indexes, ['audit_by_time'], 'the index by key became audit_key_index (migration 8)');
       assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
       const now = everyRow(db);
+      // Migration 8: the by-key tables, filled up to their marks (entry 8 came after the opening's catch-up).
+      assert.deepEqual(now.audit_key_index, [{ key: 'a/b', id: 1 }, { key: 'a/b', id: 2 }, { key: 'c', id: 7 }]);
+      assert.deepEqual(now.released_key_index, [{ key: 'a/b', id: 1, lock_id: 'L1' }]);
+      assert.deepEqual(now.key_index_marks, [{ name: 'audit', upto: 7 }, { name: 'released_locks', upto: 1 }]);
+      for (const t of ['audit_key_index', 'released_key_index', 'key_index_marks']) delete now[t];
+      // …and released_locks became a log with an id.
+      now.released_locks = now.released_locks!.map((r) => {
+        const { id, ...rest } = r as Record<string, unknown>;
+        assert.equal(id, 1);
+        return rest;
+      });
       const added = now.audit!.filter((r) => (r as { id: number }).id === 8);
       assert.equal(added.length, 1);
       const without = <R>(rows: R[], added: (r: R) => boolean) => rows.filter((r) => !added(r));
@@ -133,12 +145,53 @@ describe('SQLite schema migrations', () => {
       const now = everyRow(db);
       // Migration 5 added the chunk tables and a `chunked` column (0 on the old rows).
       for (const t of ['chunks', 'version_chunk_refs', 'rejected_chunk_refs']) assert.deepEqual(now[t], [], t);
-      const strip = (rows: unknown[]) => rows.map((r) => {
+      // Migration 8 gave released_locks an id (it became a log, indexed by key apart).
+      const strip = (rows: unknown[], t: string) => rows.map((r) => {
         const { chunked, ...rest } = r as Record<string, unknown>;
         assert.ok(chunked === undefined || chunked === 0);
+        if (t === 'released_locks') delete rest.id;
         return rest;
-      });
-      for (const t of Object.keys(before)) assert.deepEqual(strip(now[t]!), strip(before[t]!), t);
+      }).sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+      for (const t of Object.keys(before)) assert.deepEqual(strip(now[t]!, t), strip(before[t]!, t), t);
+      assert.equal((now.audit_key_index ?? []).length, before.audit!.length, 'every audit row indexed by key');
+      assert.equal((now.released_key_index ?? []).length, before.released_locks?.length ?? 0);
+    });
+  });
+
+  test('migration 8: a schema-7 database keeps its audit trail readable by key and its released lock IDs fencing, now from the deferred by-key tables', async () => {
+    const d = dir();
+    databaseAtVersion(d, 7);
+    withDb(d, (db) => {
+      const audit = db.prepare("INSERT INTO audit (at, action, key, lock_id, outcome, client_addr, user_agent, principal, detail) VALUES (?, ?, ?, ?, 'ok', '::1', 'ua', NULL, '{}')");
+      const rel = db.prepare('INSERT INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)');
+      for (let i = 0; i < 30; i++) {
+        const key = ['x', 'y', 'x/z'][i % 3]!;
+        audit.run(`2026-11-01T00:00:${String(i).padStart(2, '0')}.000Z`, i % 2 ? 'lock.release' : 'lock.acquire', key, `L${i}`);
+        if (i % 2) rel.run(key, `L${i}`, `2026-11-01T00:00:${String(i).padStart(2, '0')}.000Z`);
+      }
+    });
+    const store = new SqliteStore(d);
+    try {
+      const every = (await store.listAudit({ limit: 100 })).items;
+      assert.equal(every.length, 30);
+      assert.equal(await lockWithAudit(store, 'x', 'NEW'), 'NEW'); // one more, in the tail
+      for (const key of ['x', 'y', 'x/z']) {
+        const expected = [...every.filter((e) => e.key === key).map((e) => e.id), ...(key === 'x' ? [31] : [])];
+        assert.deepEqual((await store.listAudit({ key, limit: 100 })).items.map((e) => e.id), expected, key);
+        assert.deepEqual((await store.listAudit({ key, newestFirst: true, limit: 100 })).items.map((e) => e.id), [...expected].reverse(), key);
+      }
+      const fenced = (key: string, id: string) => store.update(key, client, (snap) => ({ result: snap.probedLockIdReleased, changes: {} }), { probeLockId: id });
+      assert.equal(await fenced('y', 'L1'), true);
+      assert.equal(await fenced('x/z', 'L29'), true);
+      assert.equal(await fenced('x', 'L1'), false, 'L1 was released from y');
+      assert.equal(await fenced('x', 'L0'), false, 'acquired, never released');
+    } finally {
+      await store.close();
+    }
+    withDb(d, (db) => {
+      assert.deepEqual(db.prepare('SELECT name, upto FROM key_index_marks ORDER BY name').all(), [{ name: 'audit', upto: 30 }, { name: 'released_locks', upto: 15 }]);
+      assert.equal(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'audit_by_key'").get(), undefined);
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     });
   });
 

@@ -214,4 +214,41 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- random page of the big table, for its size or stamp. This index holds them (rowid included): ~3x cheaper.
   CREATE INDEX chunks_lookup ON chunks (id, size, stored_at);
   `,
+  `
+  -- The by-key indexes of the audit trail and of the released lock IDs, kept in batches (deferred-key-indexes.ts):
+  -- as SQLite indexes they cost every LOCK and UNLOCK commit one WAL page per key it touched. Now both logs are
+  -- appended in id order (their last page shared by every key) and a catch-up copies (key, id) pairs into the
+  -- by-key tables; key_index_marks says up to which id each covers, the rest is read from the log by id range.
+  CREATE TABLE key_index_marks (
+    name TEXT PRIMARY KEY,
+    upto INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  DROP INDEX audit_by_key;
+  CREATE TABLE audit_key_index (
+    key TEXT NOT NULL,
+    id  INTEGER NOT NULL,
+    PRIMARY KEY (key, id)
+  ) WITHOUT ROWID;
+  INSERT INTO audit_key_index (key, id) SELECT key, id FROM audit ORDER BY key, id;
+  INSERT INTO key_index_marks (name, upto) SELECT 'audit', coalesce(max(id), 0) FROM audit;
+
+  ALTER TABLE released_locks RENAME TO released_locks_by_key;
+  CREATE TABLE released_locks (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL,
+    lock_id     TEXT NOT NULL,
+    released_at TEXT NOT NULL
+  );
+  INSERT INTO released_locks (key, lock_id, released_at) SELECT key, lock_id, released_at FROM released_locks_by_key ORDER BY released_at, key, lock_id;
+  DROP TABLE released_locks_by_key;
+  CREATE TABLE released_key_index (
+    key     TEXT NOT NULL,
+    id      INTEGER NOT NULL,
+    lock_id TEXT NOT NULL,
+    PRIMARY KEY (key, id)
+  ) WITHOUT ROWID;
+  INSERT INTO released_key_index (key, id, lock_id) SELECT key, id, lock_id FROM released_locks ORDER BY key, id;
+  INSERT INTO key_index_marks (name, upto) SELECT 'released_locks', coalesce(max(id), 0) FROM released_locks;
+  `,
 ];

@@ -32,6 +32,7 @@ import { DiskReserve, type DiskReserveOptions } from './disk-reserve.js';
 import { GroupCommit } from './group-commit.js';
 import { WalSync, type WalSyncIo } from './wal-sync.js';
 import { SqliteChunks } from './sqlite-chunks.js';
+import { DeferredKeyIndexes, type CatchUpWhen } from './deferred-key-indexes.js';
 import { sha256ChunkId } from '../store.js';
 import { isoNow } from '../../shared/iso-now.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
@@ -63,6 +64,7 @@ export class SqliteStore implements Store {
   private readonly wal: WalSync;
   private readonly reserve: DiskReserve;
   private readonly chunks: SqliteChunks;
+  private readonly keyIndexes: DeferredKeyIndexes;
   private closed = false;
   private checkpointScheduled = false;
   private checkpointTimer: NodeJS.Timeout | null = null;
@@ -92,6 +94,9 @@ export class SqliteStore implements Store {
       afterBodies: () => this.checkpointSoon(),
     });
     this.chunks = new SqliteChunks(this.db);
+    this.keyIndexes = new DeferredKeyIndexes(this.db, (work) => this.batches.submit(work), opts.keyIndexCatchUp);
+    // What the last process left unindexed (a crash, a close before its catch-up): indexed at once.
+    this.db.transaction(() => this.keyIndexes.catchUp()).immediate();
   }
 
   /**
@@ -172,8 +177,6 @@ export class SqliteStore implements Store {
         `INSERT OR REPLACE INTO locks (key, lock_id, operation, who, version, created, info, path, raw, acquired_at, last_activity_at, client_addr, user_agent, session_id, holds)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      recordReleased: db.prepare('INSERT OR IGNORE INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
-      isReleased: db.prepare('SELECT 1 AS x FROM released_locks WHERE key = ? AND lock_id = ?'),
       insertRejected: db.prepare(
         `INSERT INTO rejected_writes (key, lock_id, at, serial, lineage, size, sha256, reason, client_addr, body, chunked)
          VALUES (@key, @lockId, @at, @serial, @lineage, @size, @sha256, @reason, @clientAddr, x'', 1)`,
@@ -225,7 +228,7 @@ export class SqliteStore implements Store {
   update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     const done = this.batches.submit((job): Decision<T> => {
-      const snapshot = lazySnapshot(this.stmt, key, opts.probeLockId ?? null);
+      const snapshot = lazySnapshot(this.stmt, this.keyIndexes, key, opts.probeLockId ?? null);
       let decision: Decision<T>;
       try {
         decision = decide(snapshot.view);
@@ -299,7 +302,7 @@ export class SqliteStore implements Store {
     if (lock && ('set' in lock || 'clear' in lock)) {
       const held = heldLockId !== undefined ? (heldLockId ?? undefined) : (this.stmt.heldLockId.get(key) as { lock_id: string } | undefined)?.lock_id;
       const next = 'set' in lock ? lock.set.id : null;
-      if (held !== undefined && held !== next) this.stmt.recordReleased.run(key, held, now);
+      if (held !== undefined && held !== next) this.keyIndexes.recordReleased(key, held, now);
     }
     if (lock && 'set' in lock) {
       const l = lock.set;
@@ -312,7 +315,8 @@ export class SqliteStore implements Store {
       this.stmt.touchLock.run(lock.touch, key);
       if (lock.holds) this.stmt.setHolds.run(lock.holds.join(','), key);
     }
-    for (const entry of changes.audit ?? []) {
+    const audit = changes.audit ?? [];
+    for (const entry of audit) {
       this.stmt.insertAudit.run(
         now,
         entry.action,
@@ -325,6 +329,7 @@ export class SqliteStore implements Store {
         JSON.stringify(entry.detail),
       );
     }
+    this.keyIndexes.appended(audit.length);
   }
 
   /** A version row and its manifest (inside apply's transaction: a chunk that is not stored rolls it back). */
@@ -444,19 +449,18 @@ export class SqliteStore implements Store {
 
   async listAudit(query: AuditQuery): Promise<Page<AuditEntry>> {
     await this.wal.settled();
+    if (query.key !== undefined) return auditPage(this.keyIndexes.auditOfKey({ ...query, key: query.key }), query.limit);
     const conditions: string[] = [];
     const params: unknown[] = [];
     if (query.newestFirst) {
       if (query.before !== undefined) conditions.push('id < ?'), params.push(query.before);
     } else conditions.push('id > ?'), params.push(query.after ?? 0);
-    if (query.key !== undefined) conditions.push('key = ?'), params.push(query.key);
     if (query.since !== undefined) conditions.push('at >= ?'), params.push(query.since);
     if (query.action !== undefined) conditions.push('action = ?'), params.push(query.action);
     const rows = this.db
       .prepare(`SELECT * FROM audit WHERE ${conditions.length ? conditions.join(' AND ') : '1 = 1'} ORDER BY id ${query.newestFirst ? 'DESC' : ''} LIMIT ?`)
       .all(...params, query.limit + 1) as Row[];
-    const items = rows.slice(0, query.limit).map(mapAudit);
-    return { items, next: rows.length > query.limit ? String(items[items.length - 1]!.id) : null };
+    return auditPage(rows, query.limit);
   }
 
   async countAudit(query: { since: string; actions: readonly AuditAction[] }): Promise<number> {
@@ -689,6 +693,7 @@ export class SqliteStore implements Store {
     this.batches.drain(); // updates already queued commit (or fail) before the connection goes
     this.closed = true;
     if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.keyIndexes.close();
     await this.wal.close().catch(() => undefined); // their callers answered (or refused) before the connection goes
     this.reserve.close();
     this.db.close();
@@ -731,6 +736,8 @@ export interface SqliteStoreOptions {
   onDiskReserve?: DiskReserveOptions['onEvent'];
   /** The WAL's fdatasync calls (tests hold or fail them; the default is node:fs). */
   walIo?: WalSyncIo;
+  /** When the audit's and released lock IDs' by-key indexes catch up (deferred-key-indexes.ts; tests set it). */
+  keyIndexCatchUp?: CatchUpWhen;
 }
 
 /**
@@ -755,6 +762,7 @@ function bodyBytesOf(changes: Changes): number {
  */
 function lazySnapshot(
   stmt: ReturnType<SqliteStore['prepare']>,
+  keyIndexes: DeferredKeyIndexes,
   key: string,
   probeLockId: string | null,
 ): { view: KeySnapshot; readAll: () => void; seal: () => void; lockIdIfRead: () => string | null | undefined } {
@@ -780,7 +788,7 @@ function lazySnapshot(
       });
     },
     get probedLockIdReleased() {
-      return once('probedLockIdReleased', () => (probeLockId ? stmt.isReleased.get(key, probeLockId) !== undefined : false));
+      return once('probedLockIdReleased', () => (probeLockId ? keyIndexes.isReleased(key, probeLockId) : false));
     },
     get lock() {
       return once('lock', () => {
@@ -802,6 +810,12 @@ function lazySnapshot(
     seal: () => (sealed = true),
     lockIdIfRead: () => (memo.has('lock') ? ((memo.get('lock') as LockRecord | null)?.id ?? null) : undefined),
   };
+}
+
+/** A page of audit entries from `limit + 1` rows (the extra one says there is a next page). */
+function auditPage(rows: Row[], limit: number): Page<AuditEntry> {
+  const items = rows.slice(0, limit).map(mapAudit);
+  return { items, next: rows.length > limit ? String(items[items.length - 1]!.id) : null };
 }
 
 function migrate(db: Database.Database): void {
