@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -174,6 +174,34 @@ describe('deferred by-key indexes of the audit trail and of released lock IDs', 
       }
     } finally {
       await byCount.close();
+    }
+  });
+
+  test('an opening with nothing to index writes nothing (a CLI command beside the server takes no write)', async () => {
+    const d = dir();
+    const store = new SqliteStore(d);
+    await cycle(store, 'quiet/k', 'Q1');
+    await store.close(); // indexes nothing (close does not catch up) and truncates the WAL
+    const walSize = () => {
+      try {
+        return statSync(join(d, 'statelock.db-wal')).size;
+      } catch {
+        return 0;
+      }
+    };
+    const first = new SqliteStore(d); // indexes the cycle's 3 rows: a write
+    try {
+      assert.ok(walSize() > 0);
+      assert.deepEqual(marks(d), { audit: 2, released_locks: 1 });
+    } finally {
+      await first.close();
+    }
+    assert.equal(walSize(), 0);
+    const second = new SqliteStore(d);
+    try {
+      assert.equal(walSize(), 0, 'nothing new: the marks are not rewritten');
+    } finally {
+      await second.close();
     }
   });
 

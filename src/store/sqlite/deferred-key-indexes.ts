@@ -49,11 +49,14 @@ export class DeferredKeyIndexes {
     const mark = (log: Log) => `(SELECT upto FROM key_index_marks WHERE name = '${log}')`;
     this.stmt = {
       indexAudit: db.prepare(`INSERT INTO audit_key_index (key, id) SELECT key, id FROM audit WHERE id > ${mark('audit')} ORDER BY key, id`),
-      markAudit: db.prepare(`UPDATE key_index_marks SET upto = (SELECT coalesce(max(id), 0) FROM audit) WHERE name = 'audit'`),
+      // Only when the log grew: a catch-up with nothing to index writes nothing (an opening, a CLI command).
+      markAudit: db.prepare(`UPDATE key_index_marks SET upto = (SELECT coalesce(max(id), 0) FROM audit) WHERE name = 'audit' AND upto < (SELECT coalesce(max(id), 0) FROM audit)`),
       indexReleased: db.prepare(
         `INSERT INTO released_key_index (key, id, lock_id) SELECT key, id, lock_id FROM released_locks WHERE id > ${mark('released_locks')} ORDER BY key, id`,
       ),
-      markReleased: db.prepare(`UPDATE key_index_marks SET upto = (SELECT coalesce(max(id), 0) FROM released_locks) WHERE name = 'released_locks'`),
+      markReleased: db.prepare(
+        `UPDATE key_index_marks SET upto = (SELECT coalesce(max(id), 0) FROM released_locks) WHERE name = 'released_locks' AND upto < (SELECT coalesce(max(id), 0) FROM released_locks)`,
+      ),
       recordReleased: db.prepare('INSERT INTO released_locks (key, lock_id, released_at) VALUES (?, ?, ?)'),
       isReleased: db.prepare(
         `SELECT EXISTS (SELECT 1 FROM released_key_index WHERE key = @key AND lock_id = @lockId)
@@ -86,7 +89,10 @@ export class DeferredKeyIndexes {
     this.appended(1);
   }
 
-  /** Was `lockId` ever released from `key`? */
+  /**
+   * Was `lockId` ever released from `key`? Reads that key's released IDs (index-only) and the tail: asked only for a
+   * write whose lock ID is not the held lock's.
+   */
   isReleased(key: string, lockId: string): boolean {
     return (this.stmt.isReleased.get({ key, lockId }) as { released: number }).released === 1;
   }
