@@ -27,6 +27,15 @@ export const CATCH_UP_MS = 1000;
 
 type Log = 'audit' | 'released_locks';
 
+/** The audit query's `since` and `action` filters as SQL conditions on the audit table (`alias`: e.g. `a.`). */
+export function auditFilters(query: Pick<AuditQuery, 'since' | 'action'>, alias = ''): { conditions: string[]; params: unknown[] } {
+  const conditions: string[] = [];
+  const params: unknown[] = [];
+  if (query.since !== undefined) conditions.push(`${alias}at >= ?`), params.push(query.since);
+  if (query.action !== undefined) conditions.push(`${alias}action = ?`), params.push(query.action);
+  return { conditions, params };
+}
+
 /** When the catch-up runs: once `rows` rows wait, or `ms` after the first of them. */
 export interface CatchUpWhen {
   rows: number;
@@ -100,10 +109,7 @@ export class DeferredKeyIndexes {
   /** One page of a key's audit entries (`limit + 1` rows, to tell whether there is a next page): the index, then the tail. */
   auditOfKey(query: AuditQuery & { key: string }): Row[] {
     const mark = (this.stmt.auditMark.get() as { upto: number }).upto;
-    const filters: string[] = [];
-    const filterParams: unknown[] = [];
-    if (query.since !== undefined) filters.push('a.at >= ?'), filterParams.push(query.since);
-    if (query.action !== undefined) filters.push('a.action = ?'), filterParams.push(query.action);
+    const { conditions: filters, params: filterParams } = auditFilters(query, 'a.');
     const more = filters.map((f) => ` AND ${f}`).join('');
     const want = query.limit + 1;
     const desc = query.newestFirst ? ' DESC' : '';

@@ -32,7 +32,7 @@ import { DiskReserve, type DiskReserveOptions } from './disk-reserve.js';
 import { GroupCommit } from './group-commit.js';
 import { WalSync, type WalSyncIo } from './wal-sync.js';
 import { SqliteChunks } from './sqlite-chunks.js';
-import { DeferredKeyIndexes, type CatchUpWhen } from './deferred-key-indexes.js';
+import { DeferredKeyIndexes, auditFilters, type CatchUpWhen } from './deferred-key-indexes.js';
 import { sha256ChunkId } from '../store.js';
 import { isoNow } from '../../shared/iso-now.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
@@ -455,8 +455,9 @@ export class SqliteStore implements Store {
     if (query.newestFirst) {
       if (query.before !== undefined) conditions.push('id < ?'), params.push(query.before);
     } else conditions.push('id > ?'), params.push(query.after ?? 0);
-    if (query.since !== undefined) conditions.push('at >= ?'), params.push(query.since);
-    if (query.action !== undefined) conditions.push('action = ?'), params.push(query.action);
+    const filters = auditFilters(query);
+    conditions.push(...filters.conditions);
+    params.push(...filters.params);
     const rows = this.db
       .prepare(`SELECT * FROM audit WHERE ${conditions.length ? conditions.join(' AND ') : '1 = 1'} ORDER BY id ${query.newestFirst ? 'DESC' : ''} LIMIT ?`)
       .all(...params, query.limit + 1) as Row[];
