@@ -27,12 +27,12 @@ export function tempDir(prefix = 'statelock-test-'): string {
  * Starts `statelock serve --port 0` as its own process on a (by default fresh) data directory and
  * resolves once it printed the address it listens on.
  */
-export async function startServer(opts: { dataDir?: string; args?: string[]; logLevel?: string } = {}): Promise<RunningServer> {
+export async function startServer(opts: { dataDir?: string; args?: string[]; logLevel?: string; env?: Record<string, string> } = {}): Promise<RunningServer> {
   const dataDir = opts.dataDir ?? tempDir();
   const proc = spawn(
     process.execPath,
     [STATELOCK_BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', opts.logLevel ?? 'warn', ...(opts.args ?? [])],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) },
   );
   let out = '';
   let err = '';

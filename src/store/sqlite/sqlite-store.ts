@@ -56,6 +56,10 @@ const VERSION_COLUMNS =
 /** SQLite's page cache for the server's connection, in KiB (see the constructor). */
 export const PAGE_CACHE_KIB = 4000;
 
+/** `PRAGMA temp_store` values: temporary files (sub-journals, temporary databases) in memory, or on disk. */
+export const TEMP_STORE_MEMORY = 2;
+const TEMP_STORE_FILE = 1;
+
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   private readonly db: Database.Database;
@@ -82,6 +86,13 @@ export class SqliteStore implements Store {
     // after the first large write or read and put the 100 MiB peaks at 1.33-1.49x the state (bench/README.md).
     this.db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     migrate(this.db);
+    // Every group-committed update runs in a savepoint, and SQLite copies each page a savepoint changes into a
+    // sub-journal, which it moves to a temporary file past 64 KiB. A by-key index catch-up changes hundreds of
+    // pages in its savepoint: under lock traffic that was a file created, written page by page (~400 writes) and
+    // deleted every ~100 ms, on the event loop (bench/README.md). In memory, the sub-journal holds what the
+    // savepoint changed until it ends. Set after the migrations, whose sorts and rebuilds may be large;
+    // compact() puts VACUUM's temporary copy of the database back on disk.
+    this.db.pragma(`temp_store = ${TEMP_STORE_MEMORY}`);
     this.stmt = this.prepare();
     this.reserve = new DiskReserve(dataDir, { bytes: opts.diskReserveBytes ?? 0, ...(opts.onDiskReserve ? { onEvent: opts.onDiskReserve } : {}) });
     this.wal = new WalSync(`${file}-wal`, opts.walIo, translateDriverError);
@@ -620,7 +631,13 @@ export class SqliteStore implements Store {
   /** Writes the WAL back and rebuilds the file, so that free pages keep no old bytes (after a rekey). */
   async compact(): Promise<void> {
     this.db.pragma('wal_checkpoint(TRUNCATE)');
-    this.db.exec('VACUUM');
+    // VACUUM builds the new database in a temporary one first: on disk, not in memory, whatever its size.
+    this.db.pragma(`temp_store = ${TEMP_STORE_FILE}`);
+    try {
+      this.db.exec('VACUUM');
+    } finally {
+      this.db.pragma(`temp_store = ${TEMP_STORE_MEMORY}`);
+    }
     this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
