@@ -53,8 +53,8 @@ export interface GroupCommitOptions {
    * it), where a checkpoint cannot run.
    */
   onDiskFull: (attempt: number, inTransaction: boolean) => boolean;
-  /** After a COMMIT that wrote state bodies (best effort; see SqliteStore). */
-  afterBodies?: () => void;
+  /** After a COMMIT that wrote state bodies, with their bytes (as the updates declared them; best effort; see SqliteStore). */
+  afterBodies?: (bytes: number) => void;
   /** Syncs the WAL after batches commit with `synchronous = NORMAL` (see wal-sync.ts); absent: FULL commits. */
   wal?: WalSync;
 }
@@ -264,7 +264,7 @@ export class GroupCommit {
         else this.opts.wal?.committed();
         this._commits++;
         this._updates += batch.length;
-        if (bytes > 0) this.opts.afterBodies?.();
+        if (bytes > 0) this.opts.afterBodies?.(bytes);
         return;
       } catch (err) {
         if (db.inTransaction) sql.rollback.run();

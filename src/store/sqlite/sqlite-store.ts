@@ -71,6 +71,8 @@ export class SqliteStore implements Store {
   private readonly keyIndexes: DeferredKeyIndexes;
   private closed = false;
   private checkpointScheduled = false;
+  /** Body bytes written to the WAL since the last checkpoint this store ran (see bodyBytesWritten). */
+  private bodyBytesInWal = 0;
   private checkpointTimer: NodeJS.Timeout | null = null;
 
   constructor(dataDir: string, opts: SqliteStoreOptions = {}) {
@@ -102,7 +104,7 @@ export class SqliteStore implements Store {
       maxBodyBytes: GROUP_COMMIT_MAX_BODY_BYTES,
       translate: translateDriverError,
       onDiskFull: (attempt, inTransaction) => this.makeRoom(attempt, inTransaction),
-      afterBodies: () => this.checkpointSoon(),
+      afterBodies: (bytes) => this.bodiesWritten(bytes),
     });
     this.chunks = new SqliteChunks(this.db);
     this.keyIndexes = new DeferredKeyIndexes(this.db, (work) => this.batches.submit(work), opts.keyIndexCatchUp);
@@ -111,11 +113,25 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * A state body's bytes (its chunks, a multipart part) are copied from the WAL into the database file right
-   * after they were written, while the room for them that assertRoomFor checked is still there: so the WAL
-   * holds only small changes when something else fills the disk, and lock traffic keeps reusing it instead of
-   * growing it — also after a write whose chunks were stored and which was then refused.
+   * State body bytes (chunks, multipart parts) are copied from the WAL into the database file right after they
+   * were written once they add up to CHECKPOINT_AFTER_BODY_BYTES, while the room for them that assertRoomFor
+   * checked is still there: so the WAL holds only small changes when something else fills the disk, and lock
+   * traffic keeps reusing it instead of growing it — also after a write whose chunks were stored and which was
+   * then refused. Fewer bytes (a re-sent state's few new chunks: most writes) wait for SQLite's auto-checkpoint
+   * with the rest of the WAL's small changes; a checkpoint after each such write cost it two fsyncs after its
+   * answer and, as it let the next commit start the WAL over, a third (the WAL header's) on the next write.
+   * Returns whether a checkpoint is due.
    */
+  private bodyBytesWritten(bytes: number): boolean {
+    this.bodyBytesInWal += bytes;
+    return this.bodyBytesInWal >= CHECKPOINT_AFTER_BODY_BYTES;
+  }
+
+  /** After a COMMIT that wrote state bodies (their versions; their chunks were counted when stored). */
+  private bodiesWritten(bytes: number): void {
+    if (this.bodyBytesWritten(bytes)) this.checkpointSoon();
+  }
+
   private checkpointSoon(): void {
     if (this.checkpointTimer) {
       clearTimeout(this.checkpointTimer);
@@ -126,6 +142,7 @@ export class SqliteStore implements Store {
     setImmediate(() => {
       this.checkpointScheduled = false;
       if (this.closed) return;
+      this.bodyBytesInWal = 0;
       try {
         this.db.pragma('wal_checkpoint(PASSIVE)');
       } catch {
@@ -384,9 +401,10 @@ export class SqliteStore implements Store {
 
   async putChunks(chunks: StoredChunk[]): Promise<void> {
     // A body's bytes are written here, before its version: refused while they would eat the room kept for locks.
-    this.reserve.assertRoomFor(chunks.reduce((n, c) => n + c.data.length, 0));
+    const bytes = chunks.reduce((n, c) => n + c.data.length, 0);
+    this.reserve.assertRoomFor(bytes);
     translateDriverErrors(() => this.chunks.put(chunks));
-    if (chunks.length > 0) this.checkpointAfterChunks();
+    if (this.bodyBytesWritten(bytes)) this.checkpointAfterChunks();
   }
 
   async presentChunks(ids: readonly string[]): Promise<Set<string>> {
@@ -689,7 +707,7 @@ export class SqliteStore implements Store {
   async putPart(uploadId: string, partNumber: number, body: Buffer, md5: string): Promise<void> {
     this.reserve.assertRoomFor(body.length);
     translateDriverErrors(() => this.stmt.putPart.run(uploadId, partNumber, md5, body.length, body));
-    this.checkpointSoon();
+    if (this.bodyBytesWritten(body.length)) this.checkpointSoon();
   }
 
   async listParts(uploadId: string): Promise<PartRecord[]> {
@@ -740,6 +758,12 @@ function translateDriverError(err: unknown): unknown {
 
 /** Updates in one group commit at most, and the state-body bytes after which a batch takes no more. */
 const GROUP_COMMIT_MAX_OPS = 1000;
+/**
+ * Body bytes in the WAL that call for a checkpoint of their own (see bodyBytesWritten): a quarter of what SQLite's
+ * auto-checkpoint lets the WAL hold (1,000 pages of 4 KiB), which the disk reserve already makes room for.
+ */
+export const CHECKPOINT_AFTER_BODY_BYTES = 1024 * 1024;
+
 /** How long stored chunks may wait in the WAL for the version commit (and its checkpoint) before they are checkpointed alone. */
 const CHUNK_CHECKPOINT_DELAY_MS = 20;
 const GROUP_COMMIT_MAX_BODY_BYTES = 64 * 1024 * 1024;
