@@ -45,7 +45,7 @@ function released(store: SqliteStore, key: string, id: string): Promise<boolean>
 function marks(d: string): Record<string, number> {
   const db = new Database(join(d, 'statelock.db'), { readonly: true });
   try {
-    return Object.fromEntries((db.prepare('SELECT name, upto FROM key_index_marks').all() as Array<{ name: string; upto: number }>).map((r) => [r.name, r.upto]));
+    return Object.fromEntries((db.prepare("SELECT name, upto FROM key_index_marks WHERE name IN ('audit', 'released_locks')").all() as Array<{ name: string; upto: number }>).map((r) => [r.name, r.upto]));
   } finally {
     db.close();
   }

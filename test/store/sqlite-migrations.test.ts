@@ -110,8 +110,9 @@ describe('SQLite schema migrations', () => {
       // Migration 8: the by-key tables, filled up to their marks (entry 8 came after the opening's catch-up).
       assert.deepEqual(now.audit_key_index, [{ key: 'a/b', id: 1 }, { key: 'a/b', id: 2 }, { key: 'c', id: 7 }]);
       assert.deepEqual(now.released_key_index, [{ key: 'a/b', id: 1, lock_id: 'L1' }]);
-      assert.deepEqual(now.key_index_marks, [{ name: 'audit', upto: 7 }, { name: 'released_locks', upto: 1 }]);
-      for (const t of ['audit_key_index', 'released_key_index', 'key_index_marks']) delete now[t];
+      assert.deepEqual(now.key_index_marks, [{ name: 'audit', upto: 7 }, { name: 'released_locks', upto: 1 }, { name: 'version_refs_by_chunk', upto: 0 }]);
+      assert.deepEqual(now.version_refs_by_chunk, [], 'migration 9: no version has refs here');
+      for (const t of ['audit_key_index', 'released_key_index', 'key_index_marks', 'version_refs_by_chunk']) delete now[t];
       // …and released_locks became a log with an id.
       now.released_locks = now.released_locks!.map((r) => {
         const { id, ...rest } = r as Record<string, unknown>;
@@ -189,10 +190,48 @@ describe('SQLite schema migrations', () => {
       await store.close();
     }
     withDb(d, (db) => {
-      assert.deepEqual(db.prepare('SELECT name, upto FROM key_index_marks ORDER BY name').all(), [{ name: 'audit', upto: 30 }, { name: 'released_locks', upto: 15 }]);
+      assert.deepEqual(db.prepare('SELECT name, upto FROM key_index_marks ORDER BY name').all(), [
+        { name: 'audit', upto: 30 },
+        { name: 'released_locks', upto: 15 },
+        { name: 'version_refs_by_chunk', upto: 0 },
+      ]);
       assert.equal(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'audit_by_key'").get(), undefined);
       assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     });
+  });
+
+  test('migration 9: a schema-8 database files its versions\' refs by chunk up to the mark; the sweep then keeps every named chunk and takes the orphan', async () => {
+    const d = dir();
+    databaseAtVersion(d, 8);
+    withDb(d, (db) => {
+      const chunk = db.prepare("INSERT INTO chunks (id, size, codec, stored_at, data) VALUES (?, 1, 'raw', '2026-01-01T00:00:00.000Z', ?)");
+      for (const id of ['c1', 'c2', 'c3', 'orphan']) chunk.run(id, Buffer.from(id));
+      const version = db.prepare(
+        "INSERT INTO versions (key, seq, serial, lineage, md5, sha256, size, encrypted, created_at, lock_id, operation, client_addr, forced, body, chunked) VALUES ('k', ?, ?, 'L', 'm', 's', 2, 0, '2026-01-01T00:00:00.000Z', NULL, NULL, '::1', NULL, x'', 1)",
+      );
+      const ref = db.prepare('INSERT INTO version_chunk_refs (version_id, n, chunk) VALUES (?, ?, (SELECT rowid FROM chunks WHERE id = ?))');
+      const v1 = version.run(1, 1).lastInsertRowid;
+      const v2 = version.run(2, 2).lastInsertRowid;
+      ref.run(v1, 0, 'c1');
+      ref.run(v1, 1, 'c2');
+      ref.run(v2, 0, 'c3');
+      ref.run(v2, 1, 'c2');
+    });
+    const store = new SqliteStore(d);
+    try {
+      withDb(d, (db) => {
+        assert.equal(db.prepare("SELECT name FROM sqlite_schema WHERE name = 'version_chunk_refs_by_chunk'").get(), undefined, 'the index is gone');
+        const refs = db.prepare('SELECT chunk, version_id, n FROM version_chunk_refs ORDER BY chunk, version_id, n').all();
+        assert.equal(refs.length, 4);
+        assert.deepEqual(db.prepare('SELECT chunk, version_id, n FROM version_refs_by_chunk').all(), refs, 'every ref filed, in chunk order');
+        assert.deepEqual(db.prepare("SELECT upto FROM key_index_marks WHERE name = 'version_refs_by_chunk'").get(), { upto: 2 });
+      });
+      assert.equal(await store.sweepChunks(new Date(Date.now() + 60_000).toISOString()), 1, 'only the orphan goes');
+      assert.deepEqual((await store.getChunks(['c1', 'c2', 'c3'])).map((c) => c.data.toString()), ['c1', 'c2', 'c3']);
+    } finally {
+      await store.close();
+    }
+    withDb(d, (db) => assert.equal(db.pragma('integrity_check', { simple: true }), 'ok'));
   });
 
   test('migration 7: the chunk lookups by id (stamp; rowid and size) are answered from the chunks_lookup index alone', async () => {

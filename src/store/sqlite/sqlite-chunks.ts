@@ -17,6 +17,9 @@ type LookupIndex = 'chunks_lookup' | 'chunks_by_id';
 /** Rows per sweep transaction: the write lock is held for one batch at a time. */
 const SWEEP_BATCH = 500;
 
+/** About how many refs one catch-up step of `version_refs_by_chunk` copies (whole versions: a step may take more). */
+export const REFS_CATCH_UP_STEP = 10_000;
+
 /**
  * The SQLite side of content-addressed bodies (docs/storage.md): the `chunks` table and the manifests in
  * `version_chunk_refs` / `rejected_chunk_refs`, which name a chunk by its rowid. Synchronous, like
@@ -26,7 +29,9 @@ export class SqliteChunks {
   private readonly stmt;
 
   constructor(private readonly db: Database.Database) {
-    const unreferenced = `NOT EXISTS (SELECT 1 FROM version_chunk_refs r WHERE r.chunk = chunks.rowid) AND NOT EXISTS (SELECT 1 FROM rejected_chunk_refs r WHERE r.chunk = chunks.rowid)`;
+    // Exact only once version_refs_by_chunk has caught up, in the same transaction (see catchUpRefs).
+    const unreferenced = `NOT EXISTS (SELECT 1 FROM version_refs_by_chunk r WHERE r.chunk = chunks.rowid) AND NOT EXISTS (SELECT 1 FROM rejected_chunk_refs r WHERE r.chunk = chunks.rowid)`;
+    const mark = `(SELECT upto FROM key_index_marks WHERE name = 'version_refs_by_chunk')`;
     this.stmt = {
       insert: db.prepare(
         `INSERT INTO chunks (id, size, codec, stored_at, data) VALUES (?, ?, ?, ?, ?)
@@ -47,7 +52,15 @@ export class SqliteChunks {
       listForRewrite: db.prepare('SELECT rowid AS k, length(data) AS n FROM chunks WHERE rowid > ? ORDER BY rowid LIMIT 256'),
       readForRewrite: db.prepare('SELECT id, size, codec, data FROM chunks WHERE rowid = ?'),
       updateInPlace: db.prepare('UPDATE chunks SET id = ?, codec = ?, data = ? WHERE rowid = ?'),
-      moveVersionRefs: db.prepare('UPDATE version_chunk_refs SET chunk = ? WHERE chunk = ?'),
+      // The refs of a chunk, found through version_refs_by_chunk (caught up first): a version's refs by rowid, then the index's entries.
+      moveVersionRefs: db.prepare('UPDATE version_chunk_refs SET chunk = ? WHERE (version_id, n) IN (SELECT version_id, n FROM version_refs_by_chunk WHERE chunk = ?)'),
+      moveIndexedRefs: db.prepare('UPDATE version_refs_by_chunk SET chunk = ? WHERE chunk = ?'),
+      refsStepEnd: db.prepare(`SELECT version_id AS v FROM version_chunk_refs WHERE version_id > ${mark} ORDER BY version_id, n LIMIT 1 OFFSET ?`),
+      refsLast: db.prepare(`SELECT max(version_id) AS v FROM version_chunk_refs WHERE version_id > ${mark}`),
+      refsCatchUp: db.prepare(
+        `INSERT INTO version_refs_by_chunk (chunk, version_id, n) SELECT chunk, version_id, n FROM version_chunk_refs WHERE version_id > ${mark} AND version_id <= ? ORDER BY chunk, version_id, n`,
+      ),
+      setRefsMark: db.prepare(`UPDATE key_index_marks SET upto = ? WHERE name = 'version_refs_by_chunk'`),
       moveRejectedRefs: db.prepare('UPDATE rejected_chunk_refs SET chunk = ? WHERE chunk = ?'),
       deleteRow: db.prepare('DELETE FROM chunks WHERE rowid = ?'),
     };
@@ -146,10 +159,39 @@ export class SqliteChunks {
     return this.stmt.manifest[owner].all(ownerId) as ChunkRef[];
   }
 
-  /** Deletes unreferenced chunks stamped before `olderThan`, one batch per transaction. */
+  /**
+   * One step of the by-chunk index's catch-up, inside the caller's transaction: the refs of the versions above
+   * the mark, about `maxRefs` of them (whole versions), copied into version_refs_by_chunk sorted by chunk — so
+   * a page of it is written once per catch-up, not once per version naming a chunk on it. Returns whether
+   * every ref is indexed now. A version's id (AUTOINCREMENT, never reused) is handed out in the transaction
+   * that writes its refs, under the write lock: the refs above the mark are exactly those not indexed yet.
+   */
+  catchUpRefs(maxRefs = REFS_CATCH_UP_STEP): boolean {
+    const last = (this.stmt.refsLast.get() as { v: number | null }).v;
+    if (last === null) return true;
+    const stepEnd = (this.stmt.refsStepEnd.get(Math.max(1, maxRefs)) as { v: number } | undefined)?.v;
+    const upto = stepEnd ?? last;
+    this.stmt.refsCatchUp.run(upto);
+    this.stmt.setRefsMark.run(upto);
+    return upto === last;
+  }
+
+  /** One catch-up step in a transaction of its own; true once nothing is left. */
+  catchUpRefsStep(): boolean {
+    return this.db.transaction(() => this.catchUpRefs()).immediate();
+  }
+
+  /**
+   * Deletes unreferenced chunks stamped before `olderThan`, one batch per transaction. Each batch, holding the
+   * write lock, first files the refs committed since the last catch-up (the caller has run catchUpRefsStep until
+   * done just before: only what came since is left), then decides which chunks nobody names.
+   */
   sweep(olderThan: string): number {
     let total = 0;
-    const batch = this.db.transaction(() => this.stmt.sweep.run(olderThan).changes);
+    const batch = this.db.transaction(() => {
+      while (!this.catchUpRefs());
+      return this.stmt.sweep.run(olderThan).changes;
+    });
     for (;;) {
       const n = batch.immediate();
       total += n;
@@ -181,8 +223,11 @@ export class SqliteChunks {
         }
         const existing = this.stmt.rowOf.get(next.id) as { r: number } | undefined;
         if (existing) {
-          // Equal ids are equal plaintext: the stored row stands for both; the old one goes.
+          // Equal ids are equal plaintext: the stored row stands for both; the old one goes, and its refs move,
+          // found through the by-chunk index once it has caught up.
+          while (!this.catchUpRefs());
           this.stmt.moveVersionRefs.run(existing.r, k);
+          this.stmt.moveIndexedRefs.run(existing.r, k);
           this.stmt.moveRejectedRefs.run(existing.r, k);
           this.stmt.deleteRow.run(k);
         } else {
@@ -193,6 +238,8 @@ export class SqliteChunks {
     });
     const BATCH_ROWS = 64;
     const BATCH_BYTES = 64 * 1024 * 1024;
+    // A merge moves refs found through the by-chunk index: file the refs first, a step per transaction.
+    while (!translate(() => this.catchUpRefsStep()));
     let after = 0;
     for (;;) {
       const rows = translate(() => this.stmt.listForRewrite.all(after)) as Array<{ k: number; n: number }>;

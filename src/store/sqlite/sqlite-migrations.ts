@@ -251,4 +251,21 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   INSERT INTO released_key_index (key, id, lock_id) SELECT key, id, lock_id FROM released_locks ORDER BY key, id;
   INSERT INTO key_index_marks (name, upto) SELECT 'released_locks', coalesce(max(id), 0) FROM released_locks;
   `,
+  `
+  -- The versions' refs by chunk, kept in batches (sqlite-chunks.ts): as an SQLite index it cost every write a page
+  -- per chunk of its state once the state had a long history (a chunk's entries, one per version, fill pages of
+  -- their own): a re-sent 1 MiB state wrote ~600 KiB by its 400th version instead of ~80. Only the sweep and a
+  -- rekey look refs up by chunk; they bring this table up to its mark's end first, holding the write lock.
+  -- A version's id is handed out (AUTOINCREMENT: never reused) inside the write transaction that also writes its refs,
+  -- so the refs above the mark are exactly those not filed yet.
+  DROP INDEX version_chunk_refs_by_chunk;
+  CREATE TABLE version_refs_by_chunk (
+    chunk      INTEGER NOT NULL,
+    version_id INTEGER NOT NULL,
+    n          INTEGER NOT NULL,
+    PRIMARY KEY (chunk, version_id, n)
+  ) WITHOUT ROWID;
+  INSERT INTO version_refs_by_chunk (chunk, version_id, n) SELECT chunk, version_id, n FROM version_chunk_refs ORDER BY chunk, version_id, n;
+  INSERT INTO key_index_marks (name, upto) SELECT 'version_refs_by_chunk', coalesce(max(version_id), 0) FROM version_chunk_refs;
+  `,
 ];

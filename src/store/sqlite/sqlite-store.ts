@@ -418,6 +418,11 @@ export class SqliteStore implements Store {
   }
 
   async sweepChunks(olderThan: string): Promise<number> {
+    // The refs written since the last sweep are filed by chunk first, a step (~10,000 refs, whole versions) at a
+    // time, with requests served between the steps. Measured here: 1,000 versions of a 1 MiB state in 13 steps of
+    // ~10 ms; 100 versions of a 100 MiB state in 100 steps of 50-95 ms (each of those versions' 12,800 chunks
+    // falls on its own index page), which is what each such write used to spend on the index inside its commit.
+    while (!translateDriverErrors(() => this.chunks.catchUpRefsStep())) await new Promise((resolve) => setImmediate(resolve));
     return translateDriverErrors(() => this.chunks.sweep(olderThan));
   }
 
