@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -9,6 +9,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { ChunkRef, StoredChunk } from '../../src/store/store.js';
 import { rawRequest, stateBody } from '../support/http.js';
 import { startServer, tempDir, type RunningServer } from '../support/server-process.js';
+import { indexMark, snapshotWithPageOwners, walCommits } from '../support/sqlite-files.js';
 
 /**
  * The versions' refs by chunk (`version_refs_by_chunk`, SQLite migration 9) are filed in batches: a write appends
@@ -55,7 +56,7 @@ function inspect(dir: string) {
   const db = new Database(join(dir, 'statelock.db'), { readonly: true });
   try {
     return {
-      mark: (db.prepare("SELECT upto FROM key_index_marks WHERE name = 'version_refs_by_chunk'").get() as { upto: number }).upto,
+      mark: indexMark(dir, 'version_refs_by_chunk'),
       filed: db.prepare('SELECT chunk, version_id, n FROM version_refs_by_chunk ORDER BY version_id, n').all(),
       refs: db.prepare('SELECT chunk, version_id, n FROM version_chunk_refs ORDER BY version_id, n').all() as Array<{ chunk: number; version_id: number; n: number }>,
     };
@@ -123,22 +124,6 @@ test('the sweep files the refs above the mark before it decides: it keeps chunks
   }
 });
 
-/** The commits of the WAL's current pass, oldest first: the page numbers of each one's frames. */
-function walCommits(walFile: string): number[][] {
-  const wal = readFileSync(walFile);
-  const pageSize = wal.readUInt32BE(8);
-  const salt1 = wal.readUInt32BE(16);
-  const salt2 = wal.readUInt32BE(20);
-  const commits: number[][] = [];
-  let frames: number[] = [];
-  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
-    if (wal.readUInt32BE(at + 8) !== salt1 || wal.readUInt32BE(at + 12) !== salt2) break;
-    frames.push(wal.readUInt32BE(at));
-    if (wal.readUInt32BE(at + 4) !== 0) commits.push(frames), (frames = []);
-  }
-  return commits;
-}
-
 test('on a real server, a state write commits its manifest without a page of any by-chunk table', async () => {
   const server = await startServer();
   servers.push(server);
@@ -149,13 +134,9 @@ test('on a real server, a state write commits its manifest without a page of any
     assert.equal(res.status, 200, res.text);
   }
   // Which b-tree each page belongs to (dbstat), on a copy: the server keeps running on its own files.
-  const copy = tempDir('statelock-refs-pages-');
-  dirs.push(copy);
-  cpSync(server.dataDir, copy, { recursive: true });
-  const db = new Database(join(copy, 'statelock.db'), { readonly: true });
-  const owner = new Map((db.prepare('SELECT pageno, name FROM dbstat').all() as Array<{ pageno: number; name: string }>).map((r) => [r.pageno, r.name]));
-  db.close();
-  const commits = walCommits(join(copy, 'statelock.db-wal')).map((pages) => new Set(pages.map((p) => owner.get(p) ?? `page ${p}`)));
+  const copy = snapshotWithPageOwners(server.dataDir);
+  dirs.push(copy.dir);
+  const commits = walCommits(join(copy.dir, 'statelock.db-wal')).map((pages) => new Set(pages.map(copy.owner)));
   // The migrations' commit (which creates every table) aside: the commits that wrote a version and its manifest.
   const writes = commits.filter((c) => c.has('versions') && !c.has('sqlite_schema'));
   assert.equal(writes.length, 3, 'the WAL holds the three writes');

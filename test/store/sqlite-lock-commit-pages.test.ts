@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { lockBody, rawRequest } from '../support/http.js';
-import { startServer, tempDir, type RunningServer } from '../support/server-process.js';
+import { startServer, type RunningServer } from '../support/server-process.js';
+import { indexMark, snapshotWithPageOwners, walCommits } from '../support/sqlite-files.js';
 
 /**
  * What one LOCK and one UNLOCK commit write to the WAL, read from the WAL file of a real server: each page
@@ -22,23 +22,6 @@ after(async () => {
   dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
 });
 
-/** The commits of the WAL's current pass, oldest first: the page numbers of each one's frames. */
-function walCommits(walFile: string): number[][] {
-  const wal = readFileSync(walFile);
-  const pageSize = wal.readUInt32BE(8);
-  const salt1 = wal.readUInt32BE(16);
-  const salt2 = wal.readUInt32BE(20);
-  const commits: number[][] = [];
-  let frames: number[] = [];
-  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
-    // Frames left from an earlier pass carry other salts: the current pass ends there.
-    if (wal.readUInt32BE(at + 8) !== salt1 || wal.readUInt32BE(at + 12) !== salt2) break;
-    frames.push(wal.readUInt32BE(at));
-    if (wal.readUInt32BE(at + 4) !== 0) commits.push(frames), (frames = []); // a commit frame: the database's size after it
-  }
-  return commits;
-}
-
 test('a LOCK commit writes 3 pages to the WAL and an UNLOCK commit 4 — none of them sqlite_sequence or a by-key index', async () => {
   const server = await startServer();
   servers.push(server);
@@ -53,29 +36,17 @@ test('a LOCK commit writes 3 pages to the WAL and an UNLOCK commit 4 — none of
   }
   // The by-key indexes catch up 1 s after the first row (or sooner on a slow machine): wait for it, so that the
   // copy below is not taken while it commits; its commits are told apart by the marks' page.
-  const markOf = () => {
-    const db = new Database(join(server.dataDir, 'statelock.db'), { readonly: true });
-    try {
-      return (db.prepare("SELECT upto FROM key_index_marks WHERE name = 'audit'").get() as { upto: number }).upto;
-    } finally {
-      db.close();
-    }
-  };
-  for (const end = Date.now() + 10_000; markOf() < 4; ) {
+  for (const end = Date.now() + 10_000; indexMark(server.dataDir, 'audit') < 4; ) {
     assert.ok(Date.now() < end, 'the catch-up indexed the 4 audit rows');
     await sleep(50);
   }
 
   // Which b-tree each page belongs to (dbstat), on a copy: the server keeps running on its own files.
-  const copy = tempDir('statelock-pages-');
-  dirs.push(copy);
-  cpSync(server.dataDir, copy, { recursive: true });
-  const db = new Database(join(copy, 'statelock.db'), { readonly: true });
-  const owner = new Map((db.prepare('SELECT pageno, name FROM dbstat').all() as Array<{ pageno: number; name: string }>).map((r) => [r.pageno, r.name]));
-  db.close();
-  const names = (pages: number[]) => pages.map((p) => owner.get(p) ?? `page ${p}`).sort();
+  const copy = snapshotWithPageOwners(server.dataDir);
+  dirs.push(copy.dir);
+  const names = (pages: number[]) => pages.map(copy.owner).sort();
 
-  const commits = walCommits(join(copy, 'statelock.db-wal')).slice(before).map(names);
+  const commits = walCommits(join(copy.dir, 'statelock.db-wal')).slice(before).map(names);
   const catchUps = commits.filter((c) => c.includes('key_index_marks'));
   assert.ok(catchUps.length >= 1, 'the catch-up committed after the cycles');
   for (const c of catchUps) {

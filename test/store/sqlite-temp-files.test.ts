@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { lockBody, rawRequest } from '../support/http.js';
 import { startServer, type RunningServer } from '../support/server-process.js';
+import { indexMark } from '../support/sqlite-files.js';
 
 /**
  * Lock traffic makes SQLite create no temporary files. Every group-committed update runs in a savepoint, whose
@@ -48,14 +48,7 @@ test('thousands of LOCK/UNLOCK cycles on 48 keys, with by-key index catch-ups be
     );
     // The last rows are indexed by the timed catch-up (1 s after the first unindexed row): wait for it too.
     const rows = 2 * LOOPS * CYCLES_PER_LOOP;
-    const mark = () => {
-      const db = new Database(join(server.dataDir, 'statelock.db'), { readonly: true });
-      try {
-        return (db.prepare("SELECT upto FROM key_index_marks WHERE name = 'audit'").get() as { upto: number }).upto;
-      } finally {
-        db.close();
-      }
-    };
+    const mark = () => indexMark(server.dataDir, 'audit');
     for (let waited = 0; mark() < rows && waited < 10_000; waited += 100) await sleep(100);
     assert.equal(mark(), rows, 'every audit row was indexed by key (catch-ups by count, then by time)');
     await server.stop();
