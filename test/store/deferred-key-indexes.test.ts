@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { AuditAction, ClientContext } from '../../src/audit/audit-entry.js';
@@ -17,14 +17,7 @@ import { tempDir } from '../support/server-process.js';
  */
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'key-index-test', principal: null };
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function dir(): string {
-  const d = tempDir('statelock-key-indexes-');
-  dirs.push(d);
-  return d;
-}
+const dir = () => tempDir('statelock-key-indexes-');
 
 function lockRecord(key: string, id: string): LockRecord {
   const now = new Date().toISOString();

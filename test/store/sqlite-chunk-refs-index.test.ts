@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -19,11 +18,7 @@ import { indexMark, snapshotWithPageOwners, walCommits } from '../support/sqlite
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'test', principal: null };
 const servers: RunningServer[] = [];
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
-});
+after(() => Promise.all(servers.map((s) => s.stop())));
 
 const plainChunk = (store: SqliteStore, text: string): StoredChunk => ({ id: store.chunkId(Buffer.from(text)), size: text.length, codec: 'raw', data: Buffer.from(text) });
 const refsOf = (chunks: StoredChunk[]): ChunkRef[] => chunks.map((c) => ({ id: c.id, size: c.size }));
@@ -67,7 +62,6 @@ function inspect(dir: string) {
 
 test('the catch-up files whole versions in steps of about maxRefs refs, up to the mark it sets, and says when it is done', async () => {
   const dir = tempDir();
-  dirs.push(dir);
   const store = new SqliteStore(dir);
   try {
     const chunks = ['a', 'b', 'c', 'd', 'e'].map((t) => plainChunk(store, `chunk ${t}`));
@@ -101,7 +95,6 @@ test('the catch-up files whole versions in steps of about maxRefs refs, up to th
 
 test('the sweep files the refs above the mark before it decides: it keeps chunks named by filed refs and by new ones, and takes only the chunk nobody names', async () => {
   const dir = tempDir();
-  dirs.push(dir);
   const store = new SqliteStore(dir);
   const future = () => new Date(Date.now() + 60_000).toISOString();
   try {
@@ -135,7 +128,6 @@ test('on a real server, a state write commits its manifest without a page of any
   }
   // Which b-tree each page belongs to (dbstat), on a copy: the server keeps running on its own files.
   const copy = snapshotWithPageOwners(server.dataDir);
-  dirs.push(copy.dir);
   const commits = walCommits(join(copy.dir, 'statelock.db-wal')).map((pages) => new Set(pages.map(copy.owner)));
   // The migrations' commit (which creates every table) aside: the commits that wrote a version and its manifest.
   const writes = commits.filter((c) => c.has('versions') && !c.has('sqlite_schema'));

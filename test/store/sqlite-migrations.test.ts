@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { ClientContext } from '../../src/audit/audit-entry.js';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/sqlite-migrations.js';
@@ -16,14 +16,7 @@ import { tempDir } from '../support/server-process.js';
  */
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'migration-test', principal: null };
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function dir(): string {
-  const d = tempDir('statelock-migrations-');
-  dirs.push(d);
-  return d;
-}
+const dir = () => tempDir('statelock-migrations-');
 
 type Rows = Record<string, unknown[]>;
 

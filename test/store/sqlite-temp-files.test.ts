@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, watch } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, watch } from 'node:fs';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lockBody, rawRequest } from '../support/http.js';
-import { startServer, type RunningServer } from '../support/server-process.js';
+import { startServer, tempDir, type RunningServer } from '../support/server-process.js';
 import { indexMark } from '../support/sqlite-files.js';
 
 /**
@@ -17,19 +15,14 @@ import { indexMark } from '../support/sqlite-files.js';
  */
 
 const servers: RunningServer[] = [];
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
-});
+after(() => Promise.all(servers.map((s) => s.stop())));
 
 const KEYS = 48;
 const LOOPS = 8;
 const CYCLES_PER_LOOP = 400;
 
 test('thousands of LOCK/UNLOCK cycles on 48 keys, with by-key index catch-ups between them, create no temporary file', async () => {
-  const sqliteTmp = mkdtempSync(join(tmpdir(), 'statelock-sqlite-tmp-'));
-  dirs.push(sqliteTmp);
+  const sqliteTmp = tempDir('statelock-sqlite-tmp-');
   let events = 0;
   const watcher = watch(sqliteTmp, () => void events++);
   try {
