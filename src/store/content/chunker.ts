@@ -22,8 +22,8 @@ export interface ChunkSizes {
 
 export const DEFAULT_CHUNK_SIZES: ChunkSizes = { min: 2 * 1024, avg: 8 * 1024, max: 64 * 1024 };
 
-/** 256 fixed pseudo-random 32-bit values (splitmix32 from a fixed seed): the same on every machine, for ever. */
-const GEAR = (() => {
+/** 256 fixed pseudo-random 32-bit values (splitmix32 from a fixed seed): the same on every machine, for ever. Exported for a test's reference chunker. */
+export const GEAR = (() => {
   const table = new Int32Array(256);
   let state = 0x5eed1e55;
   for (let i = 0; i < 256; i++) {
@@ -35,6 +35,42 @@ const GEAR = (() => {
   }
   return table;
 })();
+
+/** The gear hash where gearScan stopped (a module variable, so that the hot loop returns one number). */
+let gearHash = 0;
+
+/**
+ * Rolls the gear hash from `hash` over bytes[from, stop) and returns the index just past the first byte at
+ * which `(hash & mask) === 0`, or -1 when there is none; either way `gearHash` is then the hash there.
+ *
+ * Unrolled eight bytes at a time: the same cut points as one byte per iteration, but the chunker runs
+ * ~35% faster (V8 checks the loop's bound and counter once per eight bytes; measured on the bench's 100 MiB
+ * state, 113 → 72 ms; bench/README.md).
+ */
+function gearScan(bytes: Uint8Array, from: number, stop: number, hash: number, mask: number): number {
+  let h = hash;
+  let i = from;
+  for (; i + 8 <= stop; i += 8) {
+    if (((h = ((h << 1) + GEAR[bytes[i]!]!) | 0) & mask) === 0) return stopAt(h, i + 1);
+    if (((h = ((h << 1) + GEAR[bytes[i + 1]!]!) | 0) & mask) === 0) return stopAt(h, i + 2);
+    if (((h = ((h << 1) + GEAR[bytes[i + 2]!]!) | 0) & mask) === 0) return stopAt(h, i + 3);
+    if (((h = ((h << 1) + GEAR[bytes[i + 3]!]!) | 0) & mask) === 0) return stopAt(h, i + 4);
+    if (((h = ((h << 1) + GEAR[bytes[i + 4]!]!) | 0) & mask) === 0) return stopAt(h, i + 5);
+    if (((h = ((h << 1) + GEAR[bytes[i + 5]!]!) | 0) & mask) === 0) return stopAt(h, i + 6);
+    if (((h = ((h << 1) + GEAR[bytes[i + 6]!]!) | 0) & mask) === 0) return stopAt(h, i + 7);
+    if (((h = ((h << 1) + GEAR[bytes[i + 7]!]!) | 0) & mask) === 0) return stopAt(h, i + 8);
+  }
+  for (; i < stop; i++) {
+    if (((h = ((h << 1) + GEAR[bytes[i]!]!) | 0) & mask) === 0) return stopAt(h, i + 1);
+  }
+  gearHash = h;
+  return -1;
+}
+
+function stopAt(hash: number, at: number): number {
+  gearHash = hash;
+  return at;
+}
 
 /** A mask of the top `bits` bits: the high bits of the gear hash depend on the most bytes (up to 32). */
 function topBits(bits: number): number {
@@ -86,28 +122,20 @@ export class Chunker {
       }
       let cut = -1; // exclusive end of the chunk in `bytes`
       if (length < avg) {
-        const from = i;
         const stop = Math.min(n, i + (avg - length));
-        while (i < stop) {
-          hash = ((hash << 1) + GEAR[bytes[i++]!]!) | 0;
-          if ((hash & maskHard) === 0) {
-            cut = i;
-            break;
-          }
-        }
-        length += i - from;
+        cut = gearScan(bytes, i, stop, hash, maskHard);
+        hash = gearHash;
+        const end = cut < 0 ? stop : cut;
+        length += end - i;
+        i = end;
       }
       if (cut < 0 && length >= avg) {
-        const from = i;
         const stop = Math.min(n, i + (max - length));
-        while (i < stop) {
-          hash = ((hash << 1) + GEAR[bytes[i++]!]!) | 0;
-          if ((hash & maskEasy) === 0) {
-            cut = i;
-            break;
-          }
-        }
-        length += i - from;
+        cut = gearScan(bytes, i, stop, hash, maskEasy);
+        hash = gearHash;
+        const end = cut < 0 ? stop : cut;
+        length += end - i;
+        i = end;
         if (cut < 0 && length >= max) cut = i;
       }
       if (cut >= 0) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
-import { Chunker, DEFAULT_CHUNK_SIZES } from '../../../src/store/content/chunker.js';
+import { Chunker, DEFAULT_CHUNK_SIZES, GEAR, type ChunkSizes } from '../../../src/store/content/chunker.js';
 import { StateTemplate, versionSeries } from '../../../bench/lib/state-gen.js';
 import { rng } from '../../support/rng.js';
 
@@ -62,3 +62,46 @@ test('the cut points are fixed for ever (changing the gear table or masks would 
   assert.deepEqual(cut(body).map((c) => c.length), PINNED);
 });
 const PINNED = [12894, 9827, 8168, 8316, 9559, 9388, 8854, 13113, 7115, 7713, 3357];
+
+/** The chunker's rule written plainly, a byte at a time: the chunk lengths of a whole body. */
+function referenceCuts(body: Uint8Array, sizes: ChunkSizes): number[] {
+  const bits = Math.round(Math.log2(sizes.avg));
+  const top = (b: number) => (0xffffffff << (32 - b)) | 0;
+  const hard = top(Math.min(31, bits + 2));
+  const easy = top(Math.max(1, bits - 2));
+  const lengths: number[] = [];
+  let start = 0;
+  let hash = 0;
+  for (let i = 0; i < body.length; i++) {
+    const length = i - start + 1; // with byte i
+    if (length <= sizes.min) continue; // the first `min` bytes are not even hashed
+    hash = ((hash << 1) + GEAR[body[i]!]!) | 0;
+    if ((hash & (length <= sizes.avg ? hard : easy)) === 0 || length >= sizes.max) {
+      lengths.push(length);
+      start = i + 1;
+      hash = 0;
+    }
+  }
+  if (start < body.length) lengths.push(body.length - start);
+  return lengths;
+}
+
+test('the cut points are those of the plain byte-at-a-time rule, whatever the sizes and however the bytes arrive', () => {
+  const r = rng(4242);
+  const state = StateTemplate.ofSize(600 * 1024).body(5);
+  const text = Buffer.from(Array.from({ length: 300 * 1024 }, () => 32 + Math.floor(r() * 95)));
+  const zeros = Buffer.alloc(200 * 1024); // no cut but the hard one at max
+  const sizesList: ChunkSizes[] = [DEFAULT_CHUNK_SIZES, { min: 1, avg: 64, max: 1000 }, { min: 7, avg: 7, max: 9 }, { min: 100, avg: 3000, max: 3001 }];
+  for (const body of [state, text, zeros]) {
+    for (const sizes of sizesList) {
+      const expected = referenceCuts(body, sizes);
+      for (const piece of [body.length, 65_536, 4_099, 13]) {
+        const c = new Chunker(sizes);
+        const got: number[] = [];
+        for (let at = 0; at < body.length; at += piece) got.push(...c.push(body.subarray(at, at + piece)).map((x) => x.length));
+        got.push(...c.end().map((x) => x.length));
+        assert.deepEqual(got, expected, `${body.length} B, sizes ${JSON.stringify(sizes)}, pieces of ${piece}`);
+      }
+    }
+  }
+});
