@@ -24,7 +24,8 @@ export const DEFAULT_CAPTURE_LIMIT = 4096;
 
 export class JsonSyntaxError extends Error {
   constructor(
-    what: string,
+    /** What was expected or wrong, without the offset. */
+    readonly what: string,
     /** Byte offset of the error in the whole body. */
     readonly offset: number,
   ) {
@@ -49,6 +50,60 @@ export interface MemberValue {
   tooLarge: boolean;
   /** The value's first byte: `"`, `{`, `[`, `-`, a digit, `t`, `f` or `n`. */
   firstByte: number;
+}
+
+/**
+ * What a scan found, as plain data: made by {@link JsonStreamScanner.report} where the bytes were scanned
+ * (the body worker's thread, for a large body) and read back with {@link ReportedScan}.
+ */
+export interface ScanReport {
+  bytesPushed: number;
+  startedObject: boolean;
+  /** The named members seen, with their values. */
+  members: Array<[string, MemberValue]>;
+  /** The first error: invalid UTF-8 or a JSON error (`what`), at `offset`; `atEnd`: found by end() (the body stopped short), not while pushing. */
+  error: { utf8: boolean; what: string; offset: number; atEnd: boolean } | null;
+}
+
+/** What a finished scan answers, whether it ran here (JsonStreamScanner) or elsewhere (ReportedScan). */
+export interface ScannedJson {
+  readonly bytesPushed: number;
+  readonly startedObject: boolean;
+  memberValue(name: string): MemberValue | undefined;
+}
+
+/** A scan known from its report: the same answers, and the same error, as the scanner that made it. */
+export class ReportedScan implements ScannedJson {
+  private readonly members: Map<string, MemberValue>;
+  constructor(private readonly report: ScanReport) {
+    this.members = new Map(report.members);
+  }
+
+  get bytesPushed(): number {
+    return this.report.bytesPushed;
+  }
+
+  get startedObject(): boolean {
+    return this.report.startedObject;
+  }
+
+  memberValue(name: string): MemberValue | undefined {
+    return this.members.get(name);
+  }
+
+  /** The scanner's error (a JsonSyntaxError or an InvalidUtf8Error), or null when the body was one JSON object. */
+  get error(): JsonSyntaxError | InvalidUtf8Error | null {
+    const e = this.report.error;
+    if (!e) return null;
+    return e.utf8 ? new InvalidUtf8Error(e.offset) : new JsonSyntaxError(e.what, e.offset);
+  }
+}
+
+/** Thrown where a scan that runs elsewhere turned out to fail while the body was still arriving. */
+export class ScanFailedError extends Error {
+  constructor(readonly report: ScanReport) {
+    super(`the body is not one JSON object (${report.error?.utf8 ? 'invalid UTF-8' : report.error?.what} at byte ${report.error?.offset})`);
+  }
 }
 
 export interface ScanOptions {
@@ -96,7 +151,7 @@ const HEX = new Uint8Array(256);
 for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
 const LITERALS = ['true', 'false', 'null'].map((w) => ({ word: w, bytes: Uint8Array.from(w, (ch) => ch.charCodeAt(0)) }));
 
-export class JsonStreamScanner {
+export class JsonStreamScanner implements ScannedJson {
   private state = S_START;
   private depth = 0;
   /** Container kind (OBJ/ARR) by depth; depth 1 is the top-level object. */
@@ -111,6 +166,8 @@ export class JsonStreamScanner {
   /** Offset in the whole body of the next byte to scan. */
   private pos = 0;
   private error: Error | null = null;
+  /** The error was found by end(), not while pushing. */
+  private errorAtEnd = false;
   private pushed = 0;
   /** The top-level "{" was seen (a field, not derived from `state`: scan() keeps its state in a local until it returns). */
   private started = false;
@@ -165,6 +222,23 @@ export class JsonStreamScanner {
     return k < 0 ? undefined : this.seen[k];
   }
 
+  /** What the scan found so far (after end(): all of it), as plain data that can cross threads. */
+  report(): ScanReport {
+    const members: Array<[string, MemberValue]> = [];
+    this.names.forEach((name, k) => {
+      const seen = this.seen[k];
+      if (seen) members.push([name, { ...seen }]);
+    });
+    const err = this.error;
+    const error =
+      err instanceof InvalidUtf8Error
+        ? { utf8: true, what: '', offset: err.offset, atEnd: this.errorAtEnd }
+        : err instanceof JsonSyntaxError
+          ? { utf8: false, what: err.what, offset: err.offset, atEnd: this.errorAtEnd }
+          : null;
+    return { bytesPushed: this.pushed, startedObject: this.started, members, error };
+  }
+
   /** Scans the next piece. @throws JsonSyntaxError | InvalidUtf8Error at the first error (and again on every later call). */
   push(bytes: Uint8Array): void {
     if (this.error) throw this.error;
@@ -185,6 +259,7 @@ export class JsonStreamScanner {
       this.endJson();
     } catch (err) {
       this.error = err as Error;
+      this.errorAtEnd = true;
       throw err;
     }
   }

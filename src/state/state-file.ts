@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { StatelockError } from '../server/errors.js';
-import { InvalidUtf8Error, JsonStreamScanner, JsonSyntaxError } from './json-stream-scan.js';
+import { InvalidUtf8Error, JsonStreamScanner, JsonSyntaxError, ReportedScan, type ScanOptions, type ScanReport, type ScannedJson } from './json-stream-scan.js';
 
 /** What the server may read from a state body: its top-level serial and lineage (the only fields OpenTofu's encrypted envelope keeps in the clear). */
 export interface StateHeader {
@@ -20,21 +20,27 @@ export interface Digests {
 /** Bound on the raw JSON bytes kept of `serial` and `lineage` (a lineage is a UUID; a serial a few digits). */
 export const HEADER_VALUE_LIMIT = 4096;
 
+/** What the header reader scans a body for: the header's values, and the members that tell an encrypted envelope. */
+export const STATE_SCAN: ScanOptions = { capture: ['serial', 'lineage'], presence: ['version', 'encrypted_data'], captureLimit: HEADER_VALUE_LIMIT };
+
 /**
  * Reads serial/lineage/encrypted from a state body fed in pieces; the same checks and the same INVALID_STATE
  * reasons as parseStateHeader. The body is checked as it arrives (valid UTF-8, exactly one JSON object) and
  * never held: memory stays a few KiB whatever the state's size, so a 100 MiB write costs no 100 MiB copy.
  * Only a `serial` or `lineage` whose JSON is over {@link HEADER_VALUE_LIMIT} bytes is refused for its size.
+ *
+ * A large write's body is scanned on the body worker's thread instead (STATE_SCAN, body-checks.ts); its
+ * report gets the same answer here: {@link StateHeaderReader.fromReport}.
  */
 export class StateHeaderReader {
-  private readonly scanner = new JsonStreamScanner({ capture: ['serial', 'lineage'], presence: ['version', 'encrypted_data'], captureLimit: HEADER_VALUE_LIMIT });
+  private readonly scanner = new JsonStreamScanner(STATE_SCAN);
 
   /** Feeds the next bytes (any split: inside a UTF-8 sequence, a string escape, a number, a literal). @throws StatelockError INVALID_STATE at the first error. */
   push(bytes: Uint8Array): void {
     try {
       this.scanner.push(bytes);
     } catch (err) {
-      throw this.refusal(err);
+      throw refusal(err, this.scanner);
     }
   }
 
@@ -43,30 +49,47 @@ export class StateHeaderReader {
     try {
       this.scanner.end();
     } catch (err) {
-      throw this.refusal(err);
+      throw refusal(err, this.scanner);
     }
-    const serialValue = this.scanner.memberValue('serial');
-    const lineageValue = this.scanner.memberValue('lineage');
-    // A value over the bound is a serial of more than 4096 characters (never a safe integer in practice) or a
-    // lineage no client makes: refused rather than kept, so memory stays bounded.
-    const serial = serialValue?.raw ? (JSON.parse(utf8(serialValue.raw)) as unknown) : undefined;
-    if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
-      throw invalidState('"serial" must be a non-negative integer');
-    }
-    if (lineageValue?.tooLarge && lineageValue.firstByte === 0x22) throw invalidState(`"lineage" must be at most ${HEADER_VALUE_LIMIT} bytes of JSON`);
-    const lineage = lineageValue?.raw ? (JSON.parse(utf8(lineageValue.raw)) as unknown) : undefined;
-    if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
-    const encrypted = this.scanner.memberValue('encrypted_data') !== undefined && this.scanner.memberValue('version') === undefined;
-    return { serial, lineage, encrypted };
+    return headerOf(this.scanner);
   }
 
-  private refusal(err: unknown): unknown {
-    if (err instanceof InvalidUtf8Error) return invalidState('the body is not valid UTF-8');
-    if (!(err instanceof JsonSyntaxError)) return err;
-    // As before: a body whose first non-blank byte is not "{" (or that is blank but not empty) is "not a JSON object".
-    const notAnObject = this.scanner.bytesPushed > 0 && !this.scanner.startedObject;
-    return invalidState(notAnObject ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})`);
+  /**
+   * The header of a body scanned elsewhere with STATE_SCAN: what push() and end() over the same bytes give.
+   * @throws StatelockError INVALID_STATE, with the same reason.
+   */
+  static fromReport(report: ScanReport): StateHeader {
+    const scanned = new ReportedScan(report);
+    const err = scanned.error;
+    if (err) throw refusal(err, scanned);
+    return headerOf(scanned);
   }
+}
+
+/** serial, lineage and encrypted from a body that was one JSON object. */
+function headerOf(scanned: ScannedJson): StateHeader {
+  const serialValue = scanned.memberValue('serial');
+  const lineageValue = scanned.memberValue('lineage');
+  // A value over the bound is a serial of more than 4096 characters (never a safe integer in practice) or a
+  // lineage no client makes: refused rather than kept, so memory stays bounded.
+  const serial = serialValue?.raw ? (JSON.parse(utf8(serialValue.raw)) as unknown) : undefined;
+  if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) {
+    throw invalidState('"serial" must be a non-negative integer');
+  }
+  if (lineageValue?.tooLarge && lineageValue.firstByte === 0x22) throw invalidState(`"lineage" must be at most ${HEADER_VALUE_LIMIT} bytes of JSON`);
+  const lineage = lineageValue?.raw ? (JSON.parse(utf8(lineageValue.raw)) as unknown) : undefined;
+  if (typeof lineage !== 'string') throw invalidState('"lineage" must be a string');
+  const encrypted = scanned.memberValue('encrypted_data') !== undefined && scanned.memberValue('version') === undefined;
+  return { serial, lineage, encrypted };
+}
+
+/** A scanner's error as the INVALID_STATE refusal; anything else passes through. */
+function refusal(err: unknown, scanned: ScannedJson): unknown {
+  if (err instanceof InvalidUtf8Error) return invalidState('the body is not valid UTF-8');
+  if (!(err instanceof JsonSyntaxError)) return err;
+  // As before: a body whose first non-blank byte is not "{" (or that is blank but not empty) is "not a JSON object".
+  const notAnObject = scanned.bytesPushed > 0 && !scanned.startedObject;
+  return invalidState(notAnObject ? 'the body is not a JSON object' : `the body is not valid JSON (${err.message})`);
 }
 
 /**

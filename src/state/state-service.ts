@@ -1,9 +1,10 @@
 import type { ClientContext } from '../audit/audit-entry.js';
 import type { Metrics } from '../server/metrics.js';
 import type { BodyContent, Decision, KeySnapshot, RejectedWrite, Store, VersionMeta } from '../store/store.js';
-import { StateHeaderReader, type Digests } from './state-file.js';
+import { STATE_SCAN, StateHeaderReader, type Digests } from './state-file.js';
+import { ScanFailedError } from './json-stream-scan.js';
 import { BodyReader } from '../store/content/body-reader.js';
-import { ingest } from '../store/content/ingest.js';
+import { ingest, type IngestResult } from '../store/content/ingest.js';
 import { decideDelete, decideWrite } from './write-rules.js';
 import { decideRestore } from './restore-rules.js';
 import { rewriteStateHeader } from './state-header-rewrite.js';
@@ -105,11 +106,18 @@ export class StateService {
     client: ClientContext,
     opts: { holderCheck?: boolean; expectedMd5?: string; verify?: (digests: Digests) => void } = {},
   ): Promise<WriteResult> {
-    const reader = new StateHeaderReader();
-    const { digests: sums, chunks } = await ingest(this.store, source, (bytes) => reader.push(bytes));
+    let ingested: IngestResult;
+    try {
+      ingested = await ingest(this.store, source, STATE_SCAN);
+    } catch (err) {
+      // The body is not one JSON object (found while it arrived): INVALID_STATE, as the header reader says it.
+      if (err instanceof ScanFailedError) StateHeaderReader.fromReport(err.report); // throws the refusal
+      throw err;
+    }
+    const { digests: sums, chunks } = ingested;
     if (opts.expectedMd5 !== undefined && opts.expectedMd5 !== sums.md5) throw new StatelockError('CONTENT_MD5_MISMATCH', { given: opts.expectedMd5, actual: sums.md5 });
     opts.verify?.(sums); // the door's own checks of the whole body (S3: payload hash, checksums), before any commit
-    const header = reader.end();
+    const header = StateHeaderReader.fromReport(ingested.scan!);
     const incoming = { serial: header.serial, lineage: header.lineage, sha256: sums.sha256 };
     try {
       const result = await this.store.update(key, client, (snap: KeySnapshot): Decision<WriteResult> => {

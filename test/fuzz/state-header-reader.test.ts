@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { StatelockError } from '../../src/server/errors.js';
-import { MAX_DEPTH } from '../../src/state/json-stream-scan.js';
-import { StateHeaderReader, parseStateHeader, type StateHeader } from '../../src/state/state-file.js';
+import { MAX_DEPTH, ScanFailedError } from '../../src/state/json-stream-scan.js';
+import { STATE_SCAN, StateHeaderReader, parseStateHeader, type StateHeader } from '../../src/state/state-file.js';
+import { BodyChecks, DIGEST_BLOCK_BYTES } from '../../src/store/content/body-checks.js';
+import { BodyWorker } from '../../src/store/content/body-worker.js';
 import { rng } from '../support/rng.js';
 import { legacyParseStateHeader } from './legacy-state-header.js';
 
@@ -32,6 +34,29 @@ function outcome(pieces: Iterable<Uint8Array>): Outcome {
   } catch (err) {
     if (err instanceof StatelockError && err.code === 'INVALID_STATE') return { reason: String(err.params['reason']) };
     throw err;
+  }
+}
+
+/** What a write's checks make of the same bytes when they scan them on the body worker's thread (a body of a block or more). */
+async function outcomeOnWorker(pieces: Iterable<Uint8Array>, worker: BodyWorker): Promise<Outcome> {
+  const checks = new BodyChecks(STATE_SCAN, worker);
+  const refused = (err: unknown): Outcome => {
+    if (err instanceof StatelockError && err.code === 'INVALID_STATE') return { reason: String(err.params['reason']) };
+    throw err;
+  };
+  try {
+    for (const p of pieces) await checks.update(p);
+    const { scan } = await checks.values();
+    return StateHeaderReader.fromReport(scan!);
+  } catch (err) {
+    if (!(err instanceof ScanFailedError)) return refused(err);
+    checks.abandon();
+    try {
+      StateHeaderReader.fromReport(err.report);
+    } catch (refusal) {
+      return refused(refusal);
+    }
+    throw new Error('a failed scan whose report reads as a header');
   }
 }
 
@@ -281,6 +306,26 @@ describe('StateHeaderReader (differential fuzz)', () => {
     }
     assert.deepEqual(outcome([docs[0]!]), { serial: 13, lineage: 'lineage-😀-é€😀', encrypted: false });
     assert.deepEqual(outcome([docs[1]!]), { serial: 1, lineage: 'a\u00e9\ud800', encrypted: true });
+  });
+
+  test(`scanned on the body worker, the same documents get the same outcome (seed ${SEED})`, async () => {
+    const worker = new BodyWorker();
+    after(() => worker.close());
+    const r = rng(SEED ^ 0x5ca9);
+    const g = new Gen(r);
+    let onWorker = 0;
+    for (let n = 0; n < Math.min(COUNT, 400); n++) {
+      let doc: Buffer = Buffer.from(g.document());
+      const mutations = g.chance(0.4) ? 0 : 1 + g.int(3);
+      for (let m = 0; m < mutations; m++) doc = g.mutate(doc);
+      // Blanks before it (allowed before the object) put the document across the first block boundary, so
+      // the body is a block or more and the worker scans it, its two parts in two messages.
+      const body = Buffer.concat([Buffer.alloc(DIGEST_BLOCK_BYTES - Math.floor(r() * (doc.length + 1)), 0x20), doc]);
+      const here = outcome([body]);
+      assert.deepEqual(await outcomeOnWorker(randomPieces(body, r, 96 * 1024), worker), here, `document ${n} (seed ${SEED}): ${doc.toString('latin1').slice(0, 200)}`);
+      onWorker++;
+    }
+    assert.ok(onWorker > 0);
   });
 
   test('parseStateHeader is one push and end', () => {

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { ScanOptions, ScanReport } from '../../state/json-stream-scan.js';
 
 /** A read batch to inflate: `buffer` is transferred there and back; `jobs` holds [inOff, inLen, outOff, size] per chunk. */
 export interface InflateRequest {
@@ -17,8 +18,9 @@ export interface InflateReply {
 }
 
 /**
- * The next block of a body being digested: its first `length` bytes of `buffer` (transferred there and back).
- * `body` names the body among those being digested at once; `first` opens it, `end` closes it.
+ * The next block of a body being checked: its first `length` bytes of `buffer` (transferred there and back).
+ * `body` names the body among those being checked at once; `first` opens it (with `scan`: the JSON scan to
+ * run over it, or null), `end` closes it.
  */
 export interface DigestRequest {
   kind: 'digest';
@@ -28,17 +30,20 @@ export interface DigestRequest {
   length: number;
   first: boolean;
   end: boolean;
+  scan: ScanOptions | null;
 }
 
 /**
- * The block's buffer back, free for the next block; with the body's digests after its last block. `lost`:
- * the thread holds nothing for this body although this is not its first block (a new thread, after the one
- * that had its first blocks died), so its digests cannot be had.
+ * The block's buffer back, free for the next block; with the body's digests after its last block. `scan`:
+ * the scan's report once, either with the block where it failed or with the last block. `lost`: the thread
+ * holds nothing for this body although this is not its first block (a new thread, after the one that had
+ * its first blocks died), so its digests cannot be had.
  */
 export interface DigestReply {
   seq: number;
   buffer: ArrayBuffer;
   digests: { md5: string; sha256: string } | null;
+  scan: ScanReport | null;
   lost: boolean;
 }
 
@@ -52,8 +57,9 @@ const THREAD_URL = new URL('./body-worker-thread.js', import.meta.url);
  * runs on another core beside it:
  * - a large read's inflate (about half of a GET's CPU on the event loop before: bench/README.md), a batch
  *   of about 1 MiB per message, while the event loop fetches the next batch and writes the previous one;
- * - a large write's MD5 and SHA-256 (a third of a write's CPU), 256 KiB blocks per message, while the event
- *   loop scans, chunks and stores the same bytes (body-digests.ts).
+ * - a large write's MD5 and SHA-256 and its JSON scan (about half of a write's CPU), 256 KiB blocks per
+ *   message, while the event loop chunks and stores the same bytes (body-checks.ts). The thread warms the
+ *   scanner up when it starts (jit-warmup.ts), before its first message.
  *
  * Buffers are transferred, not copied, both ways. The thread starts with the first large read or write (it
  * costs about 10 MiB of resident memory: small bodies never start it), stays for the next ones, and holds
@@ -89,12 +95,13 @@ export class BodyWorker {
   }
 
   /**
-   * Adds `buffer`'s first `length` bytes to `body`'s digests; `first`: its first block; `end`: its last block
-   * (the reply carries the digests).
+   * Adds `buffer`'s first `length` bytes to `body`'s digests (and scan); `first`: its first block, `scan` the
+   * JSON scan to run over the body (read on the first block only); `end`: its last block (the reply carries
+   * the digests and the scan's report).
    */
-  digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean): Promise<DigestReply> {
+  digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean, scan: ScanOptions | null = null): Promise<DigestReply> {
     const seq = ++this.seq;
-    return this.send({ kind: 'digest', seq, body, buffer, length, first, end }, [buffer]) as Promise<DigestReply>;
+    return this.send({ kind: 'digest', seq, body, buffer, length, first, end, scan }, [buffer]) as Promise<DigestReply>;
   }
 
   /** Ends the thread (tests; a server leaves it to the process's exit). Messages on it fail. */

@@ -1,7 +1,8 @@
 import type { Digests } from '../../state/state-file.js';
 import type { ChunkRef, Store, StoredChunk } from '../store.js';
 import { noteGarbage } from '../../shared/external-garbage.js';
-import { BodyDigests } from './body-digests.js';
+import type { ScanOptions, ScanReport } from '../../state/json-stream-scan.js';
+import { BodyChecks } from './body-checks.js';
 import { Chunker } from './chunker.js';
 import { encodeChunk } from './chunk-codec.js';
 
@@ -15,13 +16,15 @@ export interface IngestResult {
   digests: Digests;
   /** The body's manifest: every chunk named here is stored. */
   chunks: ChunkRef[];
+  /** The JSON scan's report, when `scan` was given (an error in it is one found at the end: the body stopped short). */
+  scan: ScanReport | null;
 }
 
 /**
- * Stores a body as chunks in one pass over its bytes, as they arrive: size, MD5 and SHA-256 (on the body
- * worker's thread for a large body: body-digests.ts); `observe`
- * (the state header reader) sees every byte in order and may throw to refuse the body early; the chunker
- * cuts; each batch of about INGEST_BATCH_BYTES is compressed on the thread pool (only the chunks the store
+ * Stores a body as chunks in one pass over its bytes, as they arrive: size, MD5, SHA-256 and, when `scan`
+ * is given, a JSON scan with those options (the state header reader's), all on the body worker's thread for
+ * a large body (body-checks.ts); a scan that fails while the body arrives stops the reading with a
+ * ScanFailedError; the chunker cuts; each batch of about INGEST_BATCH_BYTES is compressed on the thread pool (only the chunks the store
  * does not hold yet: presentChunks) and stored with putChunks while the next batch is read. At most one
  * batch is being stored while another fills, and the source is not read while a full batch waits for the
  * one before it: backpressure, so memory stays at a few MiB whatever the body's size.
@@ -29,8 +32,8 @@ export interface IngestResult {
  * Nothing names the chunks until the caller commits a version with the manifest; a body refused after
  * this (bad digest, invalid state, a rule) leaves them for the sweep.
  */
-export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, observe?: (bytes: Uint8Array) => void): Promise<IngestResult> {
-  const digests = new BodyDigests();
+export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, scan?: ScanOptions): Promise<IngestResult> {
+  const checks = new BodyChecks(scan ?? null);
   const chunker = new Chunker();
   const refs: ChunkRef[] = [];
   let size = 0;
@@ -53,8 +56,7 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
   try {
     for await (const piece of source) {
       size += piece.length;
-      observe?.(piece);
-      await digests.update(piece); // waits only while the body worker is IN_FLIGHT blocks behind
+      await checks.update(piece); // waits only while the body worker is IN_FLIGHT blocks behind
       noteGarbage(piece.length); // a request piece is dead once its batch is stored
       for (const chunk of chunker.push(piece)) {
         batch.push(chunk);
@@ -62,13 +64,16 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
       }
       if (batchBytes >= INGEST_BATCH_BYTES) await flush();
     }
+    // The body worker finishes the last block's checks while the last batch is stored.
+    const checked = checks.values();
+    checked.catch(() => undefined); // observed below, after the last batch
     for (const chunk of chunker.end()) batch.push(chunk);
     if (batch.length > 0) await flush();
     if (inFlight) await inFlight;
-    const { md5, sha256 } = await digests.digests();
-    return { digests: { md5, sha256, size }, chunks: refs };
+    const { md5, sha256, scan: report } = await checked;
+    return { digests: { md5, sha256, size }, chunks: refs, scan: report };
   } catch (err) {
-    digests.abandon();
+    checks.abandon();
     // Let a batch being stored finish (its chunks are left for the sweep), then report the first failure.
     if (inFlight) await (inFlight as Promise<void>).catch(() => undefined);
     throw err;
@@ -76,8 +81,8 @@ export async function ingest(store: Store, source: AsyncIterable<Uint8Array> | I
 }
 
 /** Ingests a body that is already in memory (restore's rewritten header, a test). */
-export function ingestBuffer(store: Store, body: Buffer, observe?: (bytes: Uint8Array) => void): Promise<IngestResult> {
-  return ingest(store, [body], observe);
+export function ingestBuffer(store: Store, body: Buffer, scan?: ScanOptions): Promise<IngestResult> {
+  return ingest(store, [body], scan);
 }
 
 /** Compresses and stores the chunks of one batch that the store does not already hold. */

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
-import { BodyDigests, DIGEST_BLOCK_BYTES } from '../../../src/store/content/body-digests.js';
+import { BodyChecks, DIGEST_BLOCK_BYTES } from '../../../src/store/content/body-checks.js';
 import { BodyWorker, type DigestReply } from '../../../src/store/content/body-worker.js';
+import type { ScanOptions } from '../../../src/state/json-stream-scan.js';
 
 /**
- * BodyDigests (src/store/content/body-digests.ts): MD5 and SHA-256 of a body given in pieces, on the body
- * worker's real thread for bodies of a block or more, on the event loop otherwise.
+ * BodyChecks (src/store/content/body-checks.ts): MD5 and SHA-256 of a body given in pieces, on the body
+ * worker's real thread for bodies of a block or more, on the event loop otherwise. Its JSON scan:
+ * body-checks-scan.test.ts.
  */
 
 /** A body worker that counts its digest messages and how many were out at once. */
@@ -14,10 +16,10 @@ class CountingWorker extends BodyWorker {
   messages = 0;
   outstanding = 0;
   maxOutstanding = 0;
-  override digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean): Promise<DigestReply> {
+  override digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean, scan: ScanOptions | null = null): Promise<DigestReply> {
     this.messages++;
     this.maxOutstanding = Math.max(this.maxOutstanding, ++this.outstanding);
-    return super.digest(body, buffer, length, first, end).finally(() => this.outstanding--);
+    return super.digest(body, buffer, length, first, end, scan).finally(() => this.outstanding--);
   }
 }
 
@@ -34,12 +36,12 @@ class NoWorker extends BodyWorker {
 const worker = new CountingWorker();
 after(() => worker.close());
 
-const expected = (body: Buffer) => ({ md5: createHash('md5').update(body).digest('base64'), sha256: createHash('sha256').update(body).digest('hex') });
+const expected = (body: Buffer) => ({ md5: createHash('md5').update(body).digest('base64'), sha256: createHash('sha256').update(body).digest('hex'), scan: null });
 
-async function digestOf(body: Buffer, pieceSize: number, w: BodyWorker): Promise<{ md5: string; sha256: string }> {
-  const d = new BodyDigests(w);
+async function digestOf(body: Buffer, pieceSize: number, w: BodyWorker) {
+  const d = new BodyChecks(null, w);
   for (let at = 0; at < body.length; at += pieceSize) await d.update(body.subarray(at, at + pieceSize));
-  return d.digests();
+  return d.values();
 }
 
 const B = DIGEST_BLOCK_BYTES;
@@ -76,34 +78,34 @@ test('at most four blocks of a body are on the worker at once, even when the bod
 test('bodies digested at the same time do not mix, and an abandoned one does not disturb the others', async () => {
   const a = randomBytes(3 * B + 5);
   const b = randomBytes(2 * B + 9);
-  const da = new BodyDigests(worker);
-  const db = new BodyDigests(worker);
-  const dropped = new BodyDigests(worker);
+  const da = new BodyChecks(null, worker);
+  const db = new BodyChecks(null, worker);
+  const dropped = new BodyChecks(null, worker);
   for (let at = 0; at < a.length; at += 50_000) {
     await da.update(a.subarray(at, at + 50_000));
     await db.update(b.subarray(at, at + 50_000));
     if (at <= 2 * B) await dropped.update(randomBytes(50_000));
     else dropped.abandon(); // twice or more: the later calls do nothing
   }
-  assert.deepEqual(await da.digests(), expected(a));
-  assert.deepEqual(await db.digests(), expected(b));
+  assert.deepEqual(await da.values(), expected(a));
+  assert.deepEqual(await db.values(), expected(b));
 });
 
 test('a worker that dies under a body fails that body, whether or not its blocks were answered; the next body gets a new thread', async () => {
   const w = new CountingWorker();
   try {
     // Blocks still out when the thread ends: their answers fail.
-    const early = new BodyDigests(w);
+    const early = new BodyChecks(null, w);
     await early.update(big.subarray(0, 2 * B));
     assert.ok(w.outstanding > 0);
     await w.close();
-    await assert.rejects(early.digests(), /closed/);
+    await assert.rejects(early.values(), /closed/);
     // Blocks all answered, then the thread ends: the new thread never saw the body's beginning.
-    const late = new BodyDigests(w);
+    const late = new BodyChecks(null, w);
     await late.update(big.subarray(0, 2 * B));
     while (w.outstanding > 0) await new Promise((r) => setTimeout(r, 5));
     await w.close();
-    await assert.rejects(late.digests(), /restarted/);
+    await assert.rejects(late.values(), /restarted/);
     assert.deepEqual(await digestOf(big, 64 * 1024, w), expected(big));
   } finally {
     await w.close();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { BodyReader } from '../../../src/store/content/body-reader.js';
+import { ScanFailedError } from '../../../src/state/json-stream-scan.js';
 import { ingest, ingestBuffer, INGEST_BATCH_BYTES } from '../../../src/store/content/ingest.js';
 import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import type { Store, StoredChunk } from '../../../src/store/store.js';
@@ -91,20 +92,27 @@ test('ingest: backpressure — the source is not read further while a batch is b
   }
 });
 
-test('ingest: an observer that refuses the body stops the reading; a failing store fails the ingest', async () => {
+test('ingest: a body whose scan fails stops the reading, with the scan\'s report; a failing store fails the ingest', async () => {
   const store = new SqliteStore(tempDir());
   try {
-    const body = randomBytes(8 * 1024 * 1024);
+    // One JSON object whose long string holds a control character at 1 MiB: the scan runs on the body worker.
+    const bad = 1024 * 1024;
+    const body = Buffer.alloc(8 * 1024 * 1024, 0x78);
+    body.write('{"a":"', 0);
+    body[bad] = 0x01;
     const pulled = { bytes: 0 };
-    let seen = 0;
-    await assert.rejects(
-      ingest(store, pieces(body, 64 * 1024, pulled), (b) => {
-        seen += b.length;
-        if (seen > 1024 * 1024) throw new Error('not a state');
-      }),
-      /not a state/,
+    const failed = await ingest(store, pieces(body, 64 * 1024, pulled), { capture: ['a'] }).then(
+      () => assert.fail('the ingest accepted a body that is not JSON'),
+      (err: unknown) => err,
     );
-    assert.ok(pulled.bytes < 2 * 1024 * 1024, `read ${pulled.bytes} bytes`);
+    assert.ok(failed instanceof ScanFailedError, String(failed));
+    assert.deepEqual(failed.report.error, { utf8: false, what: 'control character in a string', offset: bad, atEnd: false });
+    // Noticed within a few blocks of the bad byte (the worker answers blocks while the next ones are read).
+    assert.ok(pulled.bytes < bad + 2 * 1024 * 1024, `read ${pulled.bytes} bytes`);
+    // The same body as one piece on the event loop: a body under a block is scanned there.
+    const small = body.subarray(0, 100_000);
+    small[50_000] = 0x01;
+    await assert.rejects(ingestBuffer(store, small, {}), (err: unknown) => err instanceof ScanFailedError && err.report.error?.offset === 50_000);
     const broken = Object.create(store) as Store;
     broken.putChunks = async () => {
       throw new Error('disk on fire');
