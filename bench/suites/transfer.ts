@@ -114,12 +114,21 @@ export function transport(target: Target, url: string, key: string): Transport {
 }
 
 /**
- * One run: a fresh server takes 1 warm-up + `repeats` writes (serial increasing; its VmHWM is the write
- * peak); then a fresh server on the same data serves 1 warm-up + `repeats` reads (its VmHWM is the read
- * peak, free of whatever the writes left allocated). `key` is new per run: PostgreSQL keeps its data
- * between runs, the others start on an empty directory.
+ * Unmeasured requests a fresh server gets first, in each direction: as many as make WARM_UP_BYTES, at least
+ * one. The same for every target. Since 2026-11-27 (was one whatever the size): with one, a 1 MiB row timed
+ * the JIT compiler's warm-up more than the transfer — statelock's writes 2–4 of a fresh process took ~13 ms
+ * against ~6.4 ms after ten writes, s3rver's 7.8 against 7.5 (bench/README.md, "Warm-up requests").
  */
-async function transfer(target: Target, writes: readonly Write[], key: string, pg: PgCluster | null): Promise<TransferRun> {
+export const WARM_UP_BYTES = 10 * MiB;
+export const warmUpCount = (bytes: number) => Math.max(1, Math.ceil(WARM_UP_BYTES / bytes));
+
+/**
+ * One run: a fresh server takes `warmUps` + `repeats` writes (serial increasing; its VmHWM is the write
+ * peak); then a fresh server on the same data serves `warmUps` + `repeats` reads (its VmHWM is the read
+ * peak, free of whatever the writes left allocated). Only the last `repeats` of each are measured. `key` is
+ * new per run: PostgreSQL keeps its data between runs, the others start on an empty directory.
+ */
+async function transfer(target: Target, writes: readonly Write[], warmUps: number, key: string, pg: PgCluster | null): Promise<TransferRun> {
   const bytes = writes[0]!.body.length;
   let server = await serve(target, bytes, pg);
   const dataDir = server.dataDir;
@@ -137,7 +146,7 @@ async function transfer(target: Target, writes: readonly Write[], key: string, p
       const t0 = performance.now();
       await client.put(w);
       const ms = performance.now() - t0;
-      if (i > 0) writeMiBps.push(w.body.length / MiB / (ms / 1000));
+      if (i >= warmUps) writeMiBps.push(w.body.length / MiB / (ms / 1000));
     }
     const writePeakRss = peakRss(server.pid);
     client.close();
@@ -151,7 +160,7 @@ async function transfer(target: Target, writes: readonly Write[], key: string, p
       const got = await client.get();
       const ms = performance.now() - t0;
       if (Math.abs(got - bytes) > 64) throw new Error(`${target} read ${got} bytes, expected ${bytes}`);
-      if (i > 0) readMiBps.push(got / MiB / (ms / 1000));
+      if (i >= warmUps) readMiBps.push(got / MiB / (ms / 1000));
     }
     const readPeakRss = peakRss(server.pid);
     return { bytes, writeMiBps, readMiBps, idleRss, readIdleRss, writePeakRss, readPeakRss };
@@ -190,16 +199,18 @@ export async function transferSuite(
       const template = StateTemplate.ofSize(mib * MiB);
       const { runs, repeats } = plan(mib);
       // The bodies and their MD5 / SHA-256, made once per size, outside every timed part.
-      const writes: Write[] = Array.from({ length: repeats + 1 }, (_, i) => {
-        const body = template.body(i + 1); // serial increases on every write
+      const first = template.body(1);
+      const warmUps = warmUpCount(first.length);
+      const writes: Write[] = Array.from({ length: warmUps + repeats }, (_, i) => {
+        const body = i === 0 ? first : template.body(i + 1); // serial increases on every write
         return { body, md5: createHash('md5').update(body).digest('base64'), sha256: createHash('sha256').update(body).digest('hex') };
       });
       const bytes = writes[0]!.body.length;
-      progress(`state transfer: ${mib} MiB (${bytes} B): ${runs} runs per target (${targets.join(', ')}); a fresh server for the writes and another for the reads, each 1 warm-up + ${repeats} measured`);
+      progress(`state transfer: ${mib} MiB (${bytes} B): ${runs} runs per target (${targets.join(', ')}); a fresh server for the writes and another for the reads, each ${warmUps} warm-up + ${repeats} measured`);
       const r: { bytes: number } & Record<Target, TransferRun[]> = (raw[`${mib}MiB`] = { bytes, baseline: [], statelock: [], s3: [], s3rver: [], postgres: [] });
       for (let run = 0; run < runs; run++) {
         const order = targets.map((_, i) => targets[(i + run) % targets.length]!);
-        for (const t of order) r[t].push(await transfer(t, writes, `transfer-${mib}m-r${run}`, pg));
+        for (const t of order) r[t].push(await transfer(t, writes, warmUps, `transfer-${mib}m-r${run}`, pg));
       }
       const vs = (a: Target, b: Target) => (f: (t: TransferRun) => number) => ({ statelock: r[a].map(f), baseline: r[b].map(f) });
       const writeRate = (t: TransferRun) => median(t.writeMiBps);
