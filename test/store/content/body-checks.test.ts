@@ -16,10 +16,20 @@ class CountingWorker extends BodyWorker {
   messages = 0;
   outstanding = 0;
   maxOutstanding = 0;
+  /** The scan options each message carried, and the scan reports the answers carried. */
+  scans: Array<ScanOptions | null> = [];
+  reports: Array<DigestReply['scan']> = [];
   override digest(body: number, buffer: ArrayBuffer, length: number, first: boolean, end: boolean, scan: ScanOptions | null = null): Promise<DigestReply> {
     this.messages++;
+    this.scans.push(scan);
     this.maxOutstanding = Math.max(this.maxOutstanding, ++this.outstanding);
-    return super.digest(body, buffer, length, first, end, scan).finally(() => this.outstanding--);
+    return super
+      .digest(body, buffer, length, first, end, scan)
+      .then((reply) => {
+        this.reports.push(reply.scan);
+        return reply;
+      })
+      .finally(() => this.outstanding--);
   }
 }
 
@@ -107,6 +117,29 @@ test('a worker that dies under a body fails that body, whether or not its blocks
     await w.close();
     await assert.rejects(late.values(), /restarted/);
     assert.deepEqual(await digestOf(big, 64 * 1024, w), expected(big));
+  } finally {
+    await w.close();
+  }
+});
+
+test('a body of a block or more is scanned on the worker: the options go with its first block, the report comes back with its last', async () => {
+  const w = new CountingWorker();
+  try {
+    const state = Buffer.concat([Buffer.from('{"serial":4,"lineage":"L","pad":"'), Buffer.alloc(3 * B, 0x61), Buffer.from('"}')]);
+    const checks = new BodyChecks({ capture: ['serial'] }, w);
+    for (let at = 0; at < state.length; at += 64 * 1024) await checks.update(state.subarray(at, at + 64 * 1024));
+    const { scan } = await checks.values();
+    assert.deepEqual(w.scans, [{ capture: ['serial'] }, null, null, null], 'options with the first block only');
+    assert.deepEqual(w.reports.slice(0, -1), [null, null, null], 'no report before the last block');
+    assert.deepEqual(w.reports.at(-1), scan);
+    assert.equal(scan?.bytesPushed, state.length);
+    assert.deepEqual(scan?.members, [['serial', { raw: new Uint8Array(Buffer.from('4')), tooLarge: false, firstByte: 0x34 }]]);
+    assert.equal(scan?.error, null);
+    // A smaller body is scanned here: no message at all.
+    const small = new BodyChecks({ capture: ['serial'] }, w);
+    await small.update(Buffer.from('{"serial":5}'));
+    assert.equal((await small.values()).scan?.members.length, 1);
+    assert.equal(w.messages, 4);
   } finally {
     await w.close();
   }
