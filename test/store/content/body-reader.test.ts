@@ -158,3 +158,20 @@ test('a chunk with an unknown codec fails the read on both paths', async () => {
     assert.match(got.error?.message ?? '', /unknown codec "zstd"/);
   }
 });
+
+for (const [path, inflater] of [['worker thread', worker], ['event loop', noWorker]] as const) {
+  test(`${path}: a batch held by its caller stays intact while other reads start and finish (their buffers are reused)`, async () => {
+    const held = readerOf('state', inflater).batches()[Symbol.asyncIterator]();
+    const first = await held.next();
+    assert.equal(first.done, false);
+    const copy = Buffer.concat(first.value as Buffer[]);
+    // Other reads run to the end meanwhile: they give their batch buffers back for the next reads, which take them.
+    for (let i = 0; i < 3; i++) {
+      assert.ok((await collect(readerOf('mixed', inflater))).bytes.equals(mixed), `read ${i} of the other body`);
+      assert.ok(Buffer.concat(first.value as Buffer[]).equals(copy), `the held batch after read ${i}`);
+    }
+    const rest: Buffer[] = [copy];
+    for (let next = await held.next(); !next.done; next = await held.next()) rest.push(Buffer.from(Buffer.concat(next.value)));
+    assert.ok(Buffer.concat(rest).equals(state));
+  });
+}
