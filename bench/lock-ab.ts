@@ -9,12 +9,10 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/lock-ab.js [--rounds 7] [--clients 1] [--seconds 3] [--tmpfs] old=/tmp/old-build new=.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listeningUrl } from './lib/processes.js';
+import { parseBuilds, startBuild, stopBuild, turnOrder, type Build } from './lib/ab-builds.js';
 import { median } from './lib/stats.js';
 import { cycles, type CycleRun } from './suites/lock-cycle.js';
 
@@ -27,36 +25,11 @@ const { values, positionals } = parseArgs({
     tmpfs: { type: 'boolean', default: false },
   },
 });
-interface Build {
-  name: string;
-  root: string;
-  env: Record<string, string>;
-}
-const builds: Build[] = positionals.map((p) => {
-  const [spec, ...envs] = p.split('@');
-  const eq = spec!.indexOf('=');
-  if (eq < 1) throw new Error(`a build is name=dir[@VAR=value…], got ${p}`);
-  return { name: spec!.slice(0, eq), root: resolve(spec!.slice(eq + 1)), env: Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) };
-});
-if (builds.length === 0) throw new Error('name builds to compare: old=/path/to/build new=.');
+const builds: Build[] = parseBuilds(positionals);
 const clients = Number(values.clients);
 const seconds = Number(values.seconds);
-
-async function start(b: Build): Promise<{ url: string; proc: ChildProcess; dir: string }> {
-  const dir = mkdtempSync(join(values.tmpfs ? '/dev/shm' : tmpdir(), 'statelock-ab-'));
-  const proc = spawn(process.execPath, [join(b.root, 'bin/statelock.js'), 'serve', '--port', '0', '--data', dir, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ...b.env },
-  });
-  const url = await listeningUrl(proc, `${b.name}: server`);
-  return { url, proc, dir };
-}
-
-async function stop(s: { proc: ChildProcess; dir: string }, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  s.proc.kill(signal);
-  await new Promise((r) => s.proc.once('exit', r));
-  rmSync(s.dir, { recursive: true, force: true });
-}
+const start = (b: Build) => startBuild(b, values.tmpfs ? '/dev/shm' : undefined);
+const stop = stopBuild;
 
 /** Frames per commit in the WAL's current pass (each frame is one page written by the commit). */
 function walFramesPerCommit(walFile: string): number {
@@ -76,7 +49,7 @@ function walFramesPerCommit(walFile: string): number {
 
 const runs = new Map<string, CycleRun[]>(builds.map((b) => [b.name, []]));
 for (let r = 0; r < Number(values.rounds); r++) {
-  for (const b of r % 2 ? [...builds].reverse() : builds) {
+  for (const b of turnOrder(builds, r)) {
     const s = await start(b);
     try {
       await cycles(s.url, '/state/ab-warm-up', clients, 0.5, 1e9, s.proc.pid, 'http');
