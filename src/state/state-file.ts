@@ -64,6 +64,12 @@ export class StateHeaderReader {
     if (err) throw refusal(err, scanned);
     return headerOf(scanned);
   }
+
+  /** The INVALID_STATE refusal of a scan that failed (a ScanFailedError's report). */
+  static refusalOf(report: ScanReport): unknown {
+    const scanned = new ReportedScan(report);
+    return refusal(scanned.error ?? new JsonSyntaxError('a failed scan without its error', report.bytesPushed), scanned);
+  }
 }
 
 /** serial, lineage and encrypted from a body that was one JSON object. */

@@ -111,8 +111,7 @@ export class StateService {
       ingested = await ingest(this.store, source, STATE_SCAN);
     } catch (err) {
       // The body is not one JSON object (found while it arrived): INVALID_STATE, as the header reader says it.
-      if (err instanceof ScanFailedError) StateHeaderReader.fromReport(err.report); // throws the refusal
-      throw err;
+      throw err instanceof ScanFailedError ? StateHeaderReader.refusalOf(err.report) : err;
     }
     const { digests: sums, chunks } = ingested;
     if (opts.expectedMd5 !== undefined && opts.expectedMd5 !== sums.md5) throw new StatelockError('CONTENT_MD5_MISMATCH', { given: opts.expectedMd5, actual: sums.md5 });

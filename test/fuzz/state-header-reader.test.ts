@@ -49,14 +49,8 @@ async function outcomeOnWorker(pieces: Iterable<Uint8Array>, worker: BodyWorker)
     const { scan } = await checks.values();
     return StateHeaderReader.fromReport(scan!);
   } catch (err) {
-    if (!(err instanceof ScanFailedError)) return refused(err);
     checks.abandon();
-    try {
-      StateHeaderReader.fromReport(err.report);
-    } catch (refusal) {
-      return refused(refusal);
-    }
-    throw new Error('a failed scan whose report reads as a header');
+    return refused(err instanceof ScanFailedError ? StateHeaderReader.refusalOf(err.report) : err);
   }
 }
 
