@@ -105,15 +105,19 @@ export class LockService {
     }
   }
 
-  private tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
-    return this.store.update(key, client, (snap): Decision<LockResult> => {
+  private async tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
+    // The conflict this attempt audits, remembered once its refusal is settled: the rule itself stays pure,
+    // and may be run again (group-commit.ts).
+    let audited: string | null = null;
+    const attempt = this.store.update(key, client, (snap): Decision<LockResult> => {
       const decision = decideLock(key, snap.lock, info);
       const now = isoNow();
+      audited = null;
       if (decision.kind === 'refuse') {
         const holder = snap.lock;
         const seen = holder ? `${key}\0${info.id}\0${holder.id}` : null;
         if (!holder || !seen || decision.error.code !== 'STATE_LOCKED' || this.conflictsAudited.has(seen)) return { error: decision.error, changes: {} };
-        this.conflictsAudited.add(seen);
+        audited = seen;
         const detail = { operation: info.operation, who: info.who, holderId: holder.id, holderWho: holder.who, holderOperation: holder.operation, ...(door !== 'http' ? { door } : {}) };
         return { error: decision.error, changes: { audit: [{ action: 'lock.conflict', key, lockId: info.id, outcome: 'refused', detail }] } };
       }
@@ -127,6 +131,12 @@ export class LockService {
       const detail = { operation: info.operation, who: info.who, version: info.version, created: info.created, ...(sessionId ? { session: sessionId } : {}), ...(door !== 'http' ? { door } : {}) };
       return { result: { outcome: 'acquired', lock }, changes: { lock: { set: lock }, audit: [{ action: 'lock.acquire', key, lockId: info.id, outcome: 'ok', detail }] } };
     });
+    try {
+      return await attempt;
+    } catch (err) {
+      if (audited !== null && err instanceof StatelockError && err.code === 'STATE_LOCKED') this.conflictsAudited.add(audited);
+      throw err;
+    }
   }
 
   /**

@@ -14,7 +14,9 @@ import { tempDir } from '../support/server-process.js';
 
 /**
  * Group commit on real SQLite files: updates submitted in the same event-loop turn share one
- * transaction and one COMMIT, each in its own savepoint. `store.commits` counts the COMMITs.
+ * transaction and one COMMIT. A batch runs without savepoints; one that throws after writing makes the
+ * batch run again, each update in its own savepoint. `store.commits` counts the COMMITs,
+ * `store.batchReruns` the batches run again.
  */
 
 const client: ClientContext = { addr: '127.0.0.1', userAgent: 'group-commit-test', principal: null };
@@ -125,6 +127,7 @@ describe('SQLite group commit', () => {
   test('a decide that throws in the middle of a batch rejects only its caller; the others commit', async () => {
     const { store } = open();
     const before = store.commits;
+    const reruns = store.batchReruns;
     const boom = new Error('a bug in a rule');
     const outcomes = await settle([
       takeLock(store, 'gc/mid/a', 'a'),
@@ -136,6 +139,7 @@ describe('SQLite group commit', () => {
     assert.equal(store.commits - before, 1);
     assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
     assert.equal((outcomes[1] as PromiseRejectedResult).reason, boom);
+    assert.equal(store.batchReruns - reruns, 0, 'it threw before writing: nothing to undo, the batch is not run again');
     assert.equal((await store.getLock('gc/mid/a'))?.id, 'a');
     assert.equal((await store.getLock('gc/mid/c'))?.id, 'c');
     await store.close();
@@ -146,8 +150,14 @@ describe('SQLite group commit', () => {
     const [one, two] = await storeChunks(store, [Buffer.from('{"serial":1}'), Buffer.from('{"serial":2}')]);
     await store.update('gc/stmt', client, () => ({ result: 1, changes: { newVersion: newVersion(1, 1, [one!]) } }));
     const before = store.commits;
+    const reruns = store.batchReruns;
+    let decidedA = 0;
     const outcomes = await settle([
-      takeLock(store, 'gc/stmt/a', 'a'),
+      store.update<string>('gc/stmt/a', client, (snap) => {
+        decidedA++;
+        assert.equal(snap.lock, null, 'run again, it sees the key as it was before the batch');
+        return { result: 'a', changes: { lock: { set: lockRecord('gc/stmt/a', 'a') }, audit: [{ action: 'lock.acquire', key: 'gc/stmt/a', lockId: 'a', outcome: 'ok', detail: {} }] } };
+      }),
       // Stores version 2 and takes a lock, then its audit entry breaks NOT NULL: the version and the lock written before it go too.
       store.update('gc/stmt', client, () => ({
         result: 2,
@@ -162,6 +172,10 @@ describe('SQLite group commit', () => {
     assert.equal(store.commits - before, 1);
     assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
     assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /NOT NULL/);
+    assert.equal(store.batchReruns - reruns, 1, 'the batch ran again, guarded');
+    assert.equal(decidedA, 2, 'the update before the failure was decided once per run');
+    assert.equal((await store.listAudit({ key: 'gc/stmt/a', limit: 10 })).items.length, 1, 'and stored once');
+    assert.equal((await store.getLock('gc/stmt/a'))?.id, 'a');
     assert.deepEqual((await store.listVersions('gc/stmt', { limit: 10 })).items.map((v) => v.serial), [1]);
     assert.equal(await store.getLock('gc/stmt'), null, 'its lock went with it');
     assert.equal((await store.getLock('gc/stmt/c'))?.id, 'c');

@@ -48,7 +48,7 @@ const VERSION_COLUMNS =
  * The embedded engine: one SQLite file in WAL mode; every acknowledged change has been fsynced, so it
  * survives a crash or a power cut. {@link Store.update}s are group-committed (group-commit.ts): those that
  * arrive in the same event-loop turn run in one `BEGIN IMMEDIATE` transaction — which takes the database's
- * write lock before any snapshot is read — each in its own savepoint, and share one COMMIT; the WAL is then
+ * write lock before any snapshot is read — an update that throws is undone alone — and share one COMMIT; the WAL is then
  * fdatasynced on the thread pool (wal-sync.ts) before their callers are answered, and reads wait for that
  * sync too. Every other write commits with `synchronous = FULL`. A disk reserve (disk-reserve.ts) keeps
  * locks working when the disk is full.
@@ -88,10 +88,11 @@ export class SqliteStore implements Store {
     // after the first large write or read and put the 100 MiB peaks at 1.33-1.49x the state (bench/README.md).
     this.db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     migrate(this.db);
-    // Every group-committed update runs in a savepoint, and SQLite copies each page a savepoint changes into a
-    // sub-journal, which it moves to a temporary file past 64 KiB. A by-key index catch-up changes hundreds of
+    // SQLite copies each page a savepoint changes into a sub-journal, which it moves to a temporary file past
+    // 64 KiB. When every group-committed update ran in a savepoint, a by-key index catch-up changed hundreds of
     // pages in its savepoint: under lock traffic that was a file created, written page by page (~400 writes) and
-    // deleted every ~100 ms, on the event loop (bench/README.md). In memory, the sub-journal holds what the
+    // deleted every ~100 ms, on the event loop (bench/README.md). Savepoints now come only with a batch run
+    // again (group-commit.ts), and statements keep their own journals; in memory, a sub-journal holds what its
     // savepoint changed until it ends. Set after the migrations, whose sorts and rebuilds may be large;
     // compact() puts VACUUM's temporary copy of the database back on disk.
     this.db.pragma(`temp_store = ${TEMP_STORE_MEMORY}`);
@@ -256,6 +257,7 @@ export class SqliteStore implements Store {
   update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     const done = this.batches.submit((job): Decision<T> => {
+      job.unwritten = true; // until apply: a throw before it (a rule's bug, no room for the body) leaves nothing to undo
       const snapshot = lazySnapshot(this.stmt, this.keyIndexes, key, opts.probeLockId ?? null);
       let decision: Decision<T>;
       try {
@@ -267,6 +269,7 @@ export class SqliteStore implements Store {
       }
       job.bodyBytes = bodyBytesOf(decision.changes);
       if (job.bodyBytes > 0) this.reserve.assertRoomFor(job.bodyBytes);
+      job.unwritten = false;
       this.apply(key, client, decision.changes, snapshot.lockIdIfRead());
       // Still inside the batch: an update started from here joins this transaction (see UpdateOptions.applied).
       if (opts.applied && 'result' in decision) opts.applied(decision.result);
@@ -309,6 +312,11 @@ export class SqliteStore implements Store {
   /** Updates committed so far (updates ÷ commits = how many shared each commit). */
   get committedUpdates(): number {
     return this.batches.updates;
+  }
+
+  /** Batches run a second time, each update in a savepoint, because one of them threw after writing (group-commit.ts). */
+  get batchReruns(): number {
+    return this.batches.reruns;
   }
 
   /** Fsyncs of the WAL after group commits (one may cover several commits). */
