@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BASELINE_JS = fileURLToPath(new URL('../baseline-server.js', import.meta.url));
+const CEILING_JS = fileURLToPath(new URL('../ceiling-server.js', import.meta.url));
 const require = createRequire(import.meta.url);
 
 /** The address a `statelock serve --port 0` child prints once it listens; rejects if it exits first. */
@@ -67,6 +68,12 @@ async function spawnListening(name: string, script: string, args: string[], list
 /** Spawns the minimal Node server (bench/baseline-server.ts) as its own process. */
 export function startBaseline(getBytes = 0): Promise<Baseline> {
   return spawnListening('baseline', BASELINE_JS, [String(getBytes)], /baseline listening on (http\S+)/, (m) => m[1]!);
+}
+
+/** The least durable lock server (bench/ceiling-server.ts) on `dataDir`, as its own process; `mode`: where its database runs. */
+export async function startCeiling(mode: 'one-thread' | 'db-thread', dataDir: string): Promise<DataServer> {
+  const b = await spawnListening('ceiling server', CEILING_JS, [mode, dataDir], /listening on (http\S+)/, (m) => m[1]!);
+  return withDataDir(b, dataDir);
 }
 
 /** A free TCP port on 127.0.0.1 (for a server that cannot be told `--port 0`). */
