@@ -219,6 +219,7 @@ export class GroupCommit {
    * throws after writing rolls the transaction back and the batch runs again, guarded.
    */
   private commitBatch(retries: number, retry: Job[] | null, taken: Job[], fullCommit: boolean, guarded: boolean): void {
+    if (retry && !guarded) throw new Error('group commit: a retry runs guarded');
     const { db, sql } = this;
     const take = (): Job => {
       if (retry) return retry.shift()!;
@@ -265,8 +266,8 @@ export class GroupCommit {
           if (db.inTransaction) sql.rollback.run();
           for (const j of batch) j.outcome = null;
           this._reruns++;
-          if (retry) return this.commitBatch(retries, [...batch, ...retry.splice(0)], taken, fullCommit, true);
-          // Back to the head of the queue, to be taken again with the same bounds (and the updates behind them).
+          // An unguarded run takes from the queue (retries are guarded): the batch goes back to the head of the
+          // queue, to be taken again with the same bounds, and the updates behind it with it.
           taken.splice(taken.length - batch.length, batch.length);
           this.queue.unshift(...batch);
           return this.commitBatch(retries, null, taken, fullCommit, true);
