@@ -143,4 +143,38 @@ describe('LOCK ?wait= with slow store updates', () => {
     assert.deepEqual(audit.items.map((e) => `${e.action} ${e.lockId}`), ['lock.acquire holder', 'lock.conflict waiter', 'lock.release holder', 'lock.acquire waiter'], 'release first, then the grant');
     await store.close();
   });
+
+  test('a hand-off whose batch is run again (another update threw after writing) grants the lock once, and audits it once', async () => {
+    const dir = tempDir('statelock-lock-waiting-');
+    dirs.push(dir);
+    const store = new SqliteStore(dir);
+    const locks = new LockService(store, new Metrics());
+    await locks.lock('w/rerun', Buffer.from(lockBody('holder')), client);
+    const granted = locks.lock('w/rerun', Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
+    await sleep(20); // in line
+    const reruns = store.batchReruns;
+    const before = store.commits;
+    // In one batch: the release (whose hand-off puts the waiter's attempt into the same batch), then an update that
+    // writes a lock and then breaks its audit entry's NOT NULL: the batch is rolled back and run again, guarded.
+    const released = locks.unlockFromBody('w/rerun', Buffer.from(lockBody('holder')), client);
+    const broken = store.update('w/broken', client, () => ({
+      result: null,
+      changes: {
+        lock: { set: { key: 'w/broken', id: 'x', operation: '', who: '', version: '', created: null, info: '', path: '', raw: '{"ID":"x"}', acquiredAt: '', lastActivityAt: '', clientAddr: '', userAgent: '', sessionId: null, holds: ['http'] } },
+        audit: [{ action: null as unknown as 'lock.acquire', key: 'w/broken', lockId: 'x', outcome: 'ok', detail: {} }],
+      },
+    }));
+    const [r, g, b] = await Promise.allSettled([released, granted, broken]);
+    assert.equal(store.batchReruns - reruns, 1, 'the batch ran twice');
+    assert.equal(store.commits - before, 1, 'the release, the grant and the refused update were one batch');
+    assert.equal(r.status, 'fulfilled');
+    assert.equal(g.status === 'fulfilled' && g.value.outcome, 'acquired');
+    assert.equal(b.status, 'rejected');
+    assert.equal((await store.getLock('w/rerun'))?.id, 'waiter');
+    assert.equal(await store.getLock('w/broken'), null, 'the thrower kept nothing');
+    const audit = await store.listAudit({ key: 'w/rerun', limit: 10 });
+    assert.deepEqual(audit.items.map((e) => `${e.action} ${e.lockId}`), ['lock.acquire holder', 'lock.conflict waiter', 'lock.release holder', 'lock.acquire waiter']);
+    assert.equal(locks.waiters.total(), 0, 'nobody is left in line');
+    await store.close();
+  });
 });
