@@ -45,6 +45,18 @@ function slowStore(delayMs: (n: number) => number, committed: (n: number) => voi
   return { store, inner };
 }
 
+/** A real SQLite store and lock service where 'holder' holds `key` and 'waiter' waits in line for it (up to 10 s). */
+async function holderAndWaiter(key: string) {
+  const dir = tempDir('statelock-lock-waiting-');
+  dirs.push(dir);
+  const store = new SqliteStore(dir);
+  const locks = new LockService(store, new Metrics());
+  await locks.lock(key, Buffer.from(lockBody('holder')), client);
+  const granted = locks.lock(key, Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
+  await sleep(20); // in line
+  return { store, locks, granted };
+}
+
 describe('LockWaiters', () => {
   test('a release that arrives while a hand-off is running makes it try again', async () => {
     const waiters = new LockWaiters();
@@ -124,13 +136,7 @@ describe('LOCK ?wait= with slow store updates', () => {
   });
 
   test('on SQLite a release and the grant to the first waiter share one COMMIT, and both are answered after it', async () => {
-    const dir = tempDir('statelock-lock-waiting-');
-    dirs.push(dir);
-    const store = new SqliteStore(dir);
-    const locks = new LockService(store, new Metrics());
-    await locks.lock('w/handoff', Buffer.from(lockBody('holder')), client);
-    const granted = locks.lock('w/handoff', Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
-    await sleep(20); // in line
+    const { store, locks, granted } = await holderAndWaiter('w/handoff');
     const before = store.commits;
     const order: string[] = [];
     const released = locks.unlockFromBody('w/handoff', Buffer.from(lockBody('holder')), client).then((r) => order.push(`unlock ${r.outcome}`));
@@ -145,13 +151,7 @@ describe('LOCK ?wait= with slow store updates', () => {
   });
 
   test('a hand-off whose batch is run again (another update threw after writing) grants the lock once, and audits it once', async () => {
-    const dir = tempDir('statelock-lock-waiting-');
-    dirs.push(dir);
-    const store = new SqliteStore(dir);
-    const locks = new LockService(store, new Metrics());
-    await locks.lock('w/rerun', Buffer.from(lockBody('holder')), client);
-    const granted = locks.lock('w/rerun', Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
-    await sleep(20); // in line
+    const { store, locks, granted } = await holderAndWaiter('w/rerun');
     const reruns = store.batchReruns;
     const before = store.commits;
     // In one batch: the release (whose hand-off puts the waiter's attempt into the same batch), then an update that
