@@ -17,7 +17,7 @@ import type { WalSync } from './wal-sync.js';
  *   (two LOCKs on one key: the second sees the first's lock), exactly as if they had committed one after
  *   the other in that order.
  * - How a throwing update is undone: a batch first runs without savepoints (a SAVEPOINT and its RELEASE
- *   per update, and the pages SQLite copies for them, were ~15% of a lock cycle's server CPU at 64
+ *   per update, and the pages SQLite copies for them, were ~10% of a lock cycle's server CPU at 64
  *   clients). An update that throws before writing anything ({@link JobHandle.unwritten}) leaves nothing to
  *   undo. One that throws after writing rolls the whole transaction back, and the batch's updates run
  *   again, each in its own SAVEPOINT, so that only the thrower's changes are dropped. Updates must
