@@ -11,15 +11,14 @@
  * Not part of `npm run bench`: it answers one question (is 3× dynalite within reach of a Node server
  * here at all?), it does not measure a product.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TEST_KEY } from '../test/support/aws.js';
-import { STATELOCK_BIN } from '../test/support/server-process.js';
+import { startServer } from '../test/support/server-process.js';
 import { AwsClient, createLockTable } from './lib/aws-client.js';
-import { listeningUrl, startCeiling, startDynalite } from './lib/processes.js';
+import { startCeiling, startDynalite } from './lib/processes.js';
 import { median } from './lib/stats.js';
 import { cycles, type CycleRun } from './suites/lock-cycle.js';
 
@@ -55,9 +54,8 @@ async function ceiling(mode: 'one-thread' | 'db-thread'): Promise<Target> {
 }
 
 async function statelock(): Promise<Target> {
-  const proc = spawn(process.execPath, [STATELOCK_BIN, 'serve', '--port', '0', '--data', freshDir(), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await listeningUrl(proc);
-  return { name: 'statelock', url, pid: proc.pid!, door: 'http', stop: () => proc.kill() };
+  const s = await startServer({ logLevel: 'warn', dataDir: freshDir() });
+  return { name: 'statelock', url: s.url, pid: s.proc.pid!, door: 'http', stop: () => void s.stop() };
 }
 
 async function dynalite(): Promise<Target> {
