@@ -57,11 +57,11 @@ try {
   for (let r = 0; r < runs; r++) {
     const run = await cycles(url, `${prefix}-run${r}`, clients, seconds, 1e9, proc.pid, door);
     results.push(run);
-    console.error(`run ${r}: ${run.cyclesPerSecond.toFixed(0)} cycles/s, server CPU ${run.serverCpuMsPerCycle.toFixed(3)} ms/cycle, busy ${(run.serverCpuUtil * 100).toFixed(0)}%, p50 ${run.p50Ms.toFixed(2)} ms`);
+    console.error(`run ${r}: ${run.cyclesPerSecond.toFixed(0)} cycles/s, server CPU ${run.serverCpuMsPerCycle.toFixed(3)} ms/cycle (event loop ${run.serverMainCpuMsPerCycle.toFixed(3)}), busy ${(run.serverCpuUtil * 100).toFixed(0)}%, p50 ${run.p50Ms.toFixed(2)} ms`);
   }
   const pick = (f: (r: CycleRun) => number) => median(results.map(f));
   console.log(
-    JSON.stringify({ door, clients, engine: pg ? 'postgres' : 'sqlite', tmpfs: values.tmpfs, runs, seconds, cyclesPerSecond: Math.round(pick((r) => r.cyclesPerSecond)), serverCpuMsPerCycle: +pick((r) => r.serverCpuMsPerCycle).toFixed(3), busy: +pick((r) => r.serverCpuUtil).toFixed(2), p50Ms: +pick((r) => r.p50Ms).toFixed(3) }),
+    JSON.stringify({ door, clients, engine: pg ? 'postgres' : 'sqlite', tmpfs: values.tmpfs, runs, seconds, cyclesPerSecond: Math.round(pick((r) => r.cyclesPerSecond)), serverCpuMsPerCycle: +pick((r) => r.serverCpuMsPerCycle).toFixed(3), eventLoopCpuMsPerCycle: +pick((r) => r.serverMainCpuMsPerCycle).toFixed(3), busy: +pick((r) => r.serverCpuUtil).toFixed(2), p50Ms: +pick((r) => r.p50Ms).toFixed(3) }),
   );
 } finally {
   proc.kill('SIGTERM');

@@ -5,7 +5,9 @@ import { pgAvailable, startPostgres, type PgCluster } from '../../test/support/p
 import { startServer } from '../../test/support/server-process.js';
 import { AwsClient, createBucket } from '../lib/aws-client.js';
 import { Client } from '../lib/client.js';
-import { currentRss, packageVersion, peakRss, S3RVER_CREDENTIALS, startBaseline, startS3rver } from '../lib/processes.js';
+import { cpus } from 'node:os';
+import { cpuBudget, describeBudget } from '../lib/cpu-budget.js';
+import { cpuMs, currentRss, mainThreadCpuMs, packageVersion, peakRss, S3RVER_CREDENTIALS, startBaseline, startS3rver } from '../lib/processes.js';
 import { figure, type Figure, type TargetCheck } from '../lib/report.js';
 import { median, progress } from '../lib/stats.js';
 import { StateTemplate } from '../lib/state-gen.js';
@@ -39,6 +41,8 @@ interface TransferRun {
   readIdleRss: number;
   writePeakRss: number;
   readPeakRss: number;
+  /** Per measured write: the server's CPU (all threads), its main thread's (the event loop), the load generator's; ms. */
+  writeCpuMs: { server: number; serverMain: number; client: number };
 }
 
 interface Served {
@@ -141,13 +145,22 @@ async function transfer(target: Target, writes: readonly Write[], warmUps: numbe
   try {
     const idleRss = currentRss(server.pid);
     const writeMiBps: number[] = [];
+    let cpu0 = { server: NaN, serverMain: NaN, client: process.cpuUsage() };
     for (let i = 0; i < writes.length; i++) {
       const w = writes[i]!;
+      if (i === warmUps) cpu0 = { server: cpuMs(server.pid), serverMain: mainThreadCpuMs(server.pid), client: process.cpuUsage() };
       const t0 = performance.now();
       await client.put(w);
       const ms = performance.now() - t0;
       if (i >= warmUps) writeMiBps.push(w.body.length / MiB / (ms / 1000));
     }
+    const measured = writes.length - warmUps;
+    const clientCpu = process.cpuUsage(cpu0.client);
+    const writeCpuMs = {
+      server: (cpuMs(server.pid) - cpu0.server) / measured,
+      serverMain: (mainThreadCpuMs(server.pid) - cpu0.serverMain) / measured,
+      client: (clientCpu.user + clientCpu.system) / 1000 / measured,
+    };
     const writePeakRss = peakRss(server.pid);
     client.close();
     await server.stop();
@@ -163,7 +176,7 @@ async function transfer(target: Target, writes: readonly Write[], warmUps: numbe
       if (i >= warmUps) readMiBps.push(got / MiB / (ms / 1000));
     }
     const readPeakRss = peakRss(server.pid);
-    return { bytes, writeMiBps, readMiBps, idleRss, readIdleRss, writePeakRss, readPeakRss };
+    return { bytes, writeMiBps, readMiBps, idleRss, readIdleRss, writePeakRss, readPeakRss, writeCpuMs };
   } finally {
     client.close();
     await server.stop();
@@ -193,6 +206,8 @@ export async function transferSuite(
   const s3rverName = `s3rver ${packageVersion('s3rver')} (one file per object, no fsync; same signed requests)`;
   /** Per size, for the targets table: ratios against s3rver, and peaks ÷ size. */
   const vsS3rver: Array<{ mib: number; httpWrite: number; httpRead: number; s3Write: number; s3Read: number }> = [];
+  /** Per door, at the last size: what writing as fast as s3rver asks of this machine's CPU (bench/lib/cpu-budget.ts). */
+  const writeNeeds: Partial<Record<'statelock' | 's3', string>> = {};
   const peaks: Record<string, { mib: number; write: number; read: number; writeGrowth: number; readGrowth: number }> = {};
   try {
     for (const mib of sizesMiB) {
@@ -256,6 +271,13 @@ export async function transferSuite(
         s3Write: med('s3', writeRate) / med('s3rver', writeRate),
         s3Read: med('s3', readRate) / med('s3rver', readRate),
       });
+      for (const t of ['statelock', 's3'] as const) {
+        if (!r.s3rver.length || !r[t].length) continue;
+        const writesPerSecond = med('s3rver', writeRate) / (bytes / MiB);
+        const budget = cpuBudget(writesPerSecond, cpus().length, med(t, (x) => x.writeCpuMs.client));
+        const measured = { allThreadsMsPerOp: med(t, (x) => x.writeCpuMs.server), mainThreadMsPerOp: med(t, (x) => x.writeCpuMs.serverMain) };
+        writeNeeds[t] = `at ${mib} MiB: ${describeBudget(budget, measured, { op: 'write', rate: `s3rver's ${med('s3rver', writeRate).toFixed(0)} MiB/s (${writesPerSecond >= 10 ? writesPerSecond.toFixed(0) : writesPerSecond.toFixed(2)} writes/s)` })}`;
+      }
       for (const t of ['statelock', 's3', 's3rver'] as const) {
         peaks[t] = { mib, write: med(t, writePeak), read: med(t, readPeak), writeGrowth: med(t, writeGrowth), readGrowth: med(t, readGrowth) };
       }
@@ -270,9 +292,9 @@ export async function transferSuite(
   }
   const sizes = vsS3rver.map((v) => `${v.mib}`).join('/');
   const list = (f: (v: (typeof vsS3rver)[number]) => number) => vsS3rver.map((v) => x2(f(v))).join(' / ');
-  const rateCheck = (door: string, write: (v: (typeof vsS3rver)[number]) => number, read: (v: (typeof vsS3rver)[number]) => number, row: string): TargetCheck => ({
+  const rateCheck = (door: string, write: (v: (typeof vsS3rver)[number]) => number, read: (v: (typeof vsS3rver)[number]) => number, row: string, needs: string | undefined): TargetCheck => ({
     target: `state transfer MiB/s ≥ s3rver's — ${door}`,
-    measured: `write ${list(write)}, read ${list(read)} (${sizes} MiB)`,
+    measured: `write ${list(write)}, read ${list(read)} (${sizes} MiB)${needs ? `. Writes need, ${needs}` : ''}`,
     met: vsS3rver.every((v) => write(v) >= 1 && read(v) >= 1),
     row,
   });
@@ -288,8 +310,8 @@ export async function transferSuite(
     };
   };
   const targets_: TargetCheck[] = [
-    rateCheck('http backend', (v) => v.httpWrite, (v) => v.httpRead, '4. state transfer, N MiB, http backend vs s3rver · write/read throughput'),
-    rateCheck('S3 door', (v) => v.s3Write, (v) => v.s3Read, '4. state transfer, N MiB, S3 door vs s3rver · write/read throughput'),
+    rateCheck('http backend', (v) => v.httpWrite, (v) => v.httpRead, '4. state transfer, N MiB, http backend vs s3rver · write/read throughput', writeNeeds.statelock),
+    rateCheck('S3 door', (v) => v.s3Write, (v) => v.s3Read, '4. state transfer, N MiB, S3 door vs s3rver · write/read throughput', writeNeeds.s3),
     peakCheck('http backend', 'statelock', `4. state transfer, ${largest} MiB, http backend vs s3rver · server peak RSS ÷ state size`),
     peakCheck('S3 door', 's3', `4. state transfer, ${largest} MiB, S3 door vs s3rver · server peak RSS ÷ state size`),
   ];
