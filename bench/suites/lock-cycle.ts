@@ -6,6 +6,8 @@ import { AwsClient, createLockTable, LOCK_TABLE } from '../lib/aws-client.js';
 import { Client } from '../lib/client.js';
 import { cpus } from 'node:os';
 import { cpuBudget, describeBudget } from '../lib/cpu-budget.js';
+import { fsyncProbe } from '../lib/disk.js';
+import { describeFloor } from '../lib/latency-floor.js';
 import { cpuMs, mainThreadCpuMs, packageVersion, startBaseline, startDynalite } from '../lib/processes.js';
 import { figure, type Figure, type TargetCheck } from '../lib/report.js';
 import { median, percentile, progress } from '../lib/stats.js';
@@ -174,6 +176,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
   const pg = pgAvailable() ? await startPostgres() : null;
   const onPostgres = pg ? await startServer({ logLevel: 'warn', args: ['--database', pg.url] }) : null;
   const raw: Record<string, Record<Target, CycleRun[]>> = {};
+  const fsyncAroundOne: Array<{ p50Ms: number; p99Ms: number }> = [];
   const figures: Figure[] = [];
   const targets: TargetCheck[] = [];
   try {
@@ -193,6 +196,8 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         await cycles(x.url, `${x.prefix}-warmup`, n, opts.warmupSeconds, 1e6, undefined, x.door);
       }
       const r: Record<Target, CycleRun[]> = (raw[n] = { statelock: [], baseline: [], tmpfs: [], postgres: [], dynamodb: [], dynalite: [] });
+      // The single-client target's floor rests on the disk as it is during those runs: probed before and after them.
+      if (n === 1) fsyncAroundOne.push(fsyncProbe());
       for (let run = 0; run < opts.runs; run++) {
         // Rotate which target goes first, so slow drift on this shared machine hits all alike.
         const order = names.map((_, i) => names[(i + run) % names.length]!);
@@ -201,6 +206,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
           r[t].push(await cycles(x.url, x.prefix, n, opts.seconds, 1_000_000, x.pid, x.door));
         }
       }
+      if (n === 1) fsyncAroundOne.push(fsyncProbe());
       const vs = (a: Target, b: Target) => (k: keyof CycleRun) => ({ statelock: r[a].map((x) => x[k]), baseline: r[b].map((x) => x[k]) });
       const pick = vs('statelock', 'baseline');
       const cpuNote = (a: Target, b: Target, names: [string, string] = ['statelock', 'baseline']) => {
@@ -292,9 +298,11 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
       note: `issue target ≤ 1 ms: ${median(single.statelock) <= 1 ? 'met' : 'NOT met'} (LOCK p50 ${lockP50.toFixed(3)} ms, UNLOCK p50 ${unlockP50.toFixed(3)} ms; DynamoDB door PutItem + DeleteItem p50 ${median(one.dynamodb.map((x) => x.p50Ms)).toFixed(3)} ms)`,
     });
     figures.push(singleFigure);
+    // The kinder of the two probes: a floor that says "cannot" must not rest on a slow moment of the disk.
+    const fsyncP50 = Math.min(...fsyncAroundOne.map((f) => f.p50Ms));
     targets.push({
       target: 'single-client lock cycle p50 ≤ 1 ms (http backend, durable)',
-      measured: `${singleFigure.statelock.toFixed(3)} ms (Node http baseline ${singleFigure.baseline.toFixed(3)} ms)`,
+      measured: `${singleFigure.statelock.toFixed(3)} ms (Node http baseline ${singleFigure.baseline.toFixed(3)} ms). ${describeFloor(1, fsyncP50, singleFigure.baseline, singleFigure.statelock)}`,
       met: singleFigure.statelock <= 1,
       row: `${singleFigure.benchmark} · ${singleFigure.metric}`,
     });
