@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { cpus } from 'node:os';
 import { TEST_KEY } from '../../test/support/aws.js';
 import { lockBody } from '../../test/support/http.js';
 import { startServer } from '../../test/support/server-process.js';
 import { AwsClient, createLockTable, LOCK_TABLE } from '../lib/aws-client.js';
 import { Client } from '../lib/client.js';
-import { cpus } from 'node:os';
 import { cpuBudget, describeBudget } from '../lib/cpu-budget.js';
 import { fsyncProbe } from '../lib/disk.js';
 import { describeFloor } from '../lib/latency-floor.js';
@@ -268,7 +268,9 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         // What the target asks of this machine's CPU, from this run's own figures (bench/lib/cpu-budget.ts).
         const needs = (t: Target) => {
           const rate = DYNALITE_TARGET * median(r.dynalite.map((x) => x.cyclesPerSecond));
-          const budget = cpuBudget(rate, cpus().length, median(r[t].map((x) => x.clientCpuMsPerCycle)));
+          const generator = median(r[t].map((x) => x.clientCpuMsPerCycle));
+          if (!(rate > 0) || !Number.isFinite(generator)) return 'not computable from this run (no cycles measured)';
+          const budget = cpuBudget(rate, cpus().length, generator);
           const measured = { allThreadsMsPerOp: median(r[t].map((x) => x.serverCpuMsPerCycle)), mainThreadMsPerOp: median(r[t].map((x) => x.serverMainCpuMsPerCycle)) };
           return describeBudget(budget, measured, { op: 'cycle', rate: `${DYNALITE_TARGET}× dynalite (${Math.round(rate)} cycles/s)` });
         };

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { TEST_KEY } from '../../test/support/aws.js';
 import { pgAvailable, startPostgres, type PgCluster } from '../../test/support/postgres.js';
 import { startServer } from '../../test/support/server-process.js';
 import { AwsClient, createBucket } from '../lib/aws-client.js';
 import { Client } from '../lib/client.js';
-import { cpus } from 'node:os';
 import { cpuBudget, describeBudget } from '../lib/cpu-budget.js';
 import { cpuMs, currentRss, mainThreadCpuMs, packageVersion, peakRss, S3RVER_CREDENTIALS, startBaseline, startS3rver } from '../lib/processes.js';
 import { figure, type Figure, type TargetCheck } from '../lib/report.js';
@@ -274,7 +274,9 @@ export async function transferSuite(
       for (const t of ['statelock', 's3'] as const) {
         if (!r.s3rver.length || !r[t].length) continue;
         const writesPerSecond = med('s3rver', writeRate) / (bytes / MiB);
-        const budget = cpuBudget(writesPerSecond, cpus().length, med(t, (x) => x.writeCpuMs.client));
+        const generator = med(t, (x) => x.writeCpuMs.client);
+        if (!(writesPerSecond > 0) || !Number.isFinite(generator)) continue;
+        const budget = cpuBudget(writesPerSecond, cpus().length, generator);
         const measured = { allThreadsMsPerOp: med(t, (x) => x.writeCpuMs.server), mainThreadMsPerOp: med(t, (x) => x.writeCpuMs.serverMain) };
         writeNeeds[t] = `at ${mib} MiB: ${describeBudget(budget, measured, { op: 'write', rate: `s3rver's ${med('s3rver', writeRate).toFixed(0)} MiB/s (${writesPerSecond >= 10 ? writesPerSecond.toFixed(0) : writesPerSecond.toFixed(2)} writes/s)` })}`;
       }
