@@ -44,15 +44,6 @@ const LOCK_SELECT =
 const VERSION_COLUMNS =
   'v.key, v.seq, v.serial, v.lineage, v.md5, v.sha256, v.size, v.encrypted, v.created_at, v.lock_id, v.operation, v.client_addr, v.forced';
 
-/**
- * The embedded engine: one SQLite file in WAL mode; every acknowledged change has been fsynced, so it
- * survives a crash or a power cut. {@link Store.update}s are group-committed (group-commit.ts): those that
- * arrive in the same event-loop turn run in one `BEGIN IMMEDIATE` transaction — which takes the database's
- * write lock before any snapshot is read — an update that throws is undone alone — and share one COMMIT; the WAL is then
- * fdatasynced on the thread pool (wal-sync.ts) before their callers are answered, and reads wait for that
- * sync too. Every other write commits with `synchronous = FULL`. A disk reserve (disk-reserve.ts) keeps
- * locks working when the disk is full.
- */
 /** SQLite's page cache for the server's connection, in KiB (see the constructor). */
 export const PAGE_CACHE_KIB = 4000;
 
@@ -60,6 +51,15 @@ export const PAGE_CACHE_KIB = 4000;
 export const TEMP_STORE_MEMORY = 2;
 const TEMP_STORE_FILE = 1;
 
+/**
+ * The embedded engine: one SQLite file in WAL mode; every acknowledged change has been fsynced, so it
+ * survives a crash or a power cut. {@link Store.update}s are group-committed (group-commit.ts): those that
+ * arrive in the same event-loop turn run in one `BEGIN IMMEDIATE` transaction, which takes the database's
+ * write lock before any snapshot is read, and share one COMMIT; an update that throws is undone alone. The
+ * WAL is then fdatasynced on the thread pool (wal-sync.ts) before their callers are answered, and reads wait
+ * for that sync too. Every other write commits with `synchronous = FULL`. A disk reserve (disk-reserve.ts)
+ * keeps locks working when the disk is full.
+ */
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   private readonly db: Database.Database;
