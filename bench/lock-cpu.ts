@@ -4,7 +4,7 @@
  * `cycles()`), and prints cycles/s and the server's CPU ms per cycle (from /proc/<pid>/stat), median of
  * the runs. `--prof DIR` starts the server under `--cpu-prof` (one profile per run of the whole script).
  *
- *   npx tsc -p tsconfig.json && node dist/bench/lock-cpu.js [--clients 64] [--seconds 3] [--runs 3] [--door http|dynamodb] [--tmpfs | --postgres] [--prof DIR]
+ *   npx tsc -p tsconfig.json && node dist/bench/lock-cpu.js [--clients 64] [--seconds 3] [--runs 3] [--door http|dynamodb] [--tmpfs | --postgres] [--prof DIR [--prof-interval µs]]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     tmpfs: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
     prof: { type: 'string' },
+    'prof-interval': { type: 'string' },
   },
 });
 const clients = Number(values.clients);
@@ -38,7 +39,7 @@ const door = values.door === 'dynamodb' ? 'dynamodb' : 'http';
 const dataDir = mkdtempSync(join(values.tmpfs ? '/dev/shm' : tmpdir(), 'statelock-lockcpu-'));
 // --postgres: the PostgreSQL engine on a private throwaway cluster (test/support/postgres.ts, fsync on).
 const pg = values.postgres ? await startPostgres() : null;
-const nodeArgs = values.prof ? ['--cpu-prof', '--cpu-prof-dir', values.prof] : [];
+const nodeArgs = values.prof ? ['--cpu-prof', '--cpu-prof-dir', values.prof, ...(values['prof-interval'] ? ['--cpu-prof-interval', values['prof-interval']] : [])] : [];
 const proc = spawn(
   process.execPath,
   [...nodeArgs, STATELOCK_BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'warn', '--aws-credentials', `${TEST_KEY.accessKeyId}:${TEST_KEY.secretAccessKey}`, ...(pg ? ['--database', pg.url] : [])],
