@@ -32,10 +32,10 @@ export interface StartedBuild {
   dir: string;
 }
 
-/** `statelock serve` of a build on a fresh data dir (under `parent`, default the OS temp dir). */
-export async function startBuild(b: Build, parent = tmpdir()): Promise<StartedBuild> {
+/** `statelock serve` of a build on a fresh data dir (under `parent`, default the OS temp dir), with `args` added. */
+export async function startBuild(b: Build, parent = tmpdir(), args: readonly string[] = []): Promise<StartedBuild> {
   const dir = mkdtempSync(join(parent, 'statelock-ab-'));
-  const proc = spawn(process.execPath, [join(b.root, 'bin/statelock.js'), 'serve', '--port', '0', '--data', dir, '--log-level', 'warn'], {
+  const proc = spawn(process.execPath, [join(b.root, 'bin/statelock.js'), 'serve', '--port', '0', '--data', dir, '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ...b.env },
   });
