@@ -19,6 +19,17 @@ export function ratio(a: number, b: number): number {
   return b === 0 || !Number.isFinite(a) || !Number.isFinite(b) ? NaN : a / b;
 }
 
+/**
+ * The ratios of runs taken in the same round, `a[i] ÷ b[i]` (the bench interleaves its targets round by round, so
+ * run i of each lies close in time): their range, and in how many rounds the ratio reached `target`. Null when
+ * there is no pair to divide.
+ */
+export function roundRatios(a: readonly number[], b: readonly number[], target: number): { min: number; max: number; reached: number; rounds: number } | null {
+  const ratios = a.slice(0, b.length).map((x, i) => ratio(x, b[i]!)).filter(Number.isFinite);
+  if (ratios.length === 0) return null;
+  return { min: Math.min(...ratios), max: Math.max(...ratios), reached: ratios.filter((r) => r >= target).length, rounds: ratios.length };
+}
+
 export function round(value: number, digits = 3): number {
   if (!Number.isFinite(value)) return value;
   const f = 10 ** digits;

@@ -10,7 +10,7 @@ import { fsyncProbe } from '../lib/disk.js';
 import { describeFloor } from '../lib/latency-floor.js';
 import { cpuMs, mainThreadCpuMs, packageVersion, startBaseline, startDynalite } from '../lib/processes.js';
 import { figure, type Figure, type TargetCheck } from '../lib/report.js';
-import { median, percentile, progress } from '../lib/stats.js';
+import { median, percentile, progress, roundRatios } from '../lib/stats.js';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { pgAvailable, startPostgres } from '../../test/support/postgres.js';
 
@@ -274,9 +274,14 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
           const measured = { allThreadsMsPerOp: median(r[t].map((x) => x.serverCpuMsPerCycle)), mainThreadMsPerOp: median(r[t].map((x) => x.serverMainCpuMsPerCycle)) };
           return describeBudget(budget, measured, { op: 'cycle', rate: `${DYNALITE_TARGET}× dynalite (${Math.round(rate)} cycles/s)` });
         };
+        // The machine's speed drifts between rounds; a ratio within one round is the steadier sight of it.
+        const perRound = (f: Figure) => {
+          const r = roundRatios(f.runs.statelock, f.runs.baseline, DYNALITE_TARGET);
+          return r ? `; per round ${r.min.toFixed(2)}–${r.max.toFixed(2)}×, ${DYNALITE_TARGET}× or more in ${r.reached} of ${r.rounds}` : '';
+        };
         const check = (f: Figure, door: string, t: Target): TargetCheck => ({
           target: `lock cycles/s at 64 clients ≥ ${DYNALITE_TARGET}× dynalite, durable — ${door}`,
-          measured: `${f.ratio.toFixed(2)}× (${Math.round(f.statelock)} vs ${Math.round(f.baseline)} cycles/s). Needs: ${needs(t)}`,
+          measured: `${f.ratio.toFixed(2)}× (${Math.round(f.statelock)} vs ${Math.round(f.baseline)} cycles/s${perRound(f)}). Needs: ${needs(t)}`,
           met: f.ratio >= DYNALITE_TARGET,
           row: `${f.benchmark} · ${f.metric}`,
         });
