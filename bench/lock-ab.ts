@@ -3,7 +3,7 @@
  * dir (on disk, or tmpfs with `--tmpfs`), warms it up 0.5 s, runs N clients doing LOCK + UNLOCK for `--seconds`,
  * stops it; builds take turns going first. The load generator is this checkout's `cycles()` for every build, so
  * only the server differs. Prints each run, then per build the medians — cycles/s, cycle/LOCK/UNLOCK p50, p99,
- * server CPU per cycle — and, from the WAL and `/metrics` of a last short run, WAL frames (pages) per commit and
+ * server CPU per cycle (all threads, and the event loop alone) — and, from the WAL and `/metrics` of a last short run, WAL frames (pages) per commit and
  * updates per commit. A build is a directory holding `bin/statelock.js` and its `dist/` (a copy of an older build
  * with a `node_modules` link is enough); `name=dir@VAR=value` sets an environment variable for that build's server.
  *
@@ -56,7 +56,7 @@ for (let r = 0; r < Number(values.rounds); r++) {
       const run = await cycles(s.url, `/state/ab-${r}`, clients, seconds, 1e9, s.proc.pid, 'http');
       runs.get(b.name)!.push(run);
       console.error(
-        `round ${r} ${b.name}: ${run.cyclesPerSecond.toFixed(0)} cycles/s, p50 ${run.p50Ms.toFixed(3)} ms (LOCK ${run.lockP50Ms.toFixed(3)}, UNLOCK ${run.unlockP50Ms.toFixed(3)}), p99 ${run.p99Ms.toFixed(2)} ms, server CPU ${run.serverCpuMsPerCycle.toFixed(3)} ms/cycle`,
+        `round ${r} ${b.name}: ${run.cyclesPerSecond.toFixed(0)} cycles/s, p50 ${run.p50Ms.toFixed(3)} ms (LOCK ${run.lockP50Ms.toFixed(3)}, UNLOCK ${run.unlockP50Ms.toFixed(3)}), p99 ${run.p99Ms.toFixed(2)} ms, server CPU ${run.serverCpuMsPerCycle.toFixed(3)} ms/cycle (event loop ${run.serverMainCpuMsPerCycle.toFixed(3)})`,
       );
     } finally {
       await stop(s);
@@ -96,6 +96,7 @@ for (const b of builds) {
       unlockP50Ms: pick((r) => r.unlockP50Ms),
       p99Ms: pick((r) => r.p99Ms, 2),
       serverCpuMsPerCycle: pick((r) => r.serverCpuMsPerCycle),
+      eventLoopCpuMsPerCycle: pick((r) => r.serverMainCpuMsPerCycle),
       walPagesPerCommit: +pages.toFixed(2),
       updatesPerCommit: +updatesPerCommit.toFixed(2),
     }),
