@@ -22,8 +22,11 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:
 /** The longest lock ID accepted. */
 export const MAX_LOCK_ID_LENGTH = 256;
 const FIELDS = ['ID', 'Operation', 'Info', 'Who', 'Version', 'Created', 'Path'] as const;
+type Field = (typeof FIELDS)[number];
+/** The fields as Terraform and OpenTofu spell them. */
+const EXACT = new Set<string>(FIELDS);
 /** Lower-cased key → the field it names (Go matches keys case-insensitively). */
-const FIELD_BY_LOWER = new Map<string, (typeof FIELDS)[number]>(FIELDS.map((f) => [f.toLowerCase(), f]));
+const FIELD_BY_LOWER = new Map<string, Field>(FIELDS.map((f) => [f.toLowerCase(), f]));
 
 /**
  * Parses a LOCK (or non-empty UNLOCK) body. Keys match case-insensitively, as Go's decoder does;
@@ -33,23 +36,20 @@ const FIELD_BY_LOWER = new Map<string, (typeof FIELDS)[number]>(FIELDS.map((f) =
  */
 export function parseLockInfo(body: Buffer): LockInfo {
   const { text: raw, doc } = parseJsonObject(body, invalid);
-  const values = new Map<string, unknown>();
-  for (const [k, v] of Object.entries(doc)) {
+  // One slot per field, the last key naming it wins (as in Go). Keys as Terraform writes them are taken as they
+  // are; only other spellings are lower-cased and looked up (this parse runs for every LOCK and UNLOCK).
+  const values: Partial<Record<Field, unknown>> = {};
+  for (const k of Object.keys(doc)) {
+    const v = doc[k];
     if (typeof v === 'object' && v !== null) throw invalid(`field "${k}" is not a plain value: lock info must be a flat object`);
-    const canonical = FIELD_BY_LOWER.get(k.toLowerCase());
-    if (canonical) values.set(canonical, v);
+    const field = EXACT.has(k) ? (k as Field) : FIELD_BY_LOWER.get(k.toLowerCase());
+    if (field) values[field] = v;
   }
-  const text = (field: (typeof FIELDS)[number]): string => {
-    const v = values.get(field);
-    if (v === undefined || v === null) return '';
-    if (typeof v !== 'string') throw invalid(`field "${field}" must be a string`);
-    return v;
-  };
-  const id = text('ID');
+  const id = text(values, 'ID');
   if (id === '') throw invalid('"ID" is missing or empty');
   // Terraform's and OpenTofu's IDs are UUIDs; a huge ID would only bloat the lock row and the audit trail.
   if (id.length > MAX_LOCK_ID_LENGTH) throw invalid(`"ID" is ${id.length} characters long; the limit is ${MAX_LOCK_ID_LENGTH}`);
-  const createdValue = values.get('Created');
+  const createdValue = values.Created;
   let created: string | null = null;
   if (createdValue !== undefined && createdValue !== null) {
     if (typeof createdValue !== 'string' || !RFC3339.test(createdValue)) {
@@ -59,14 +59,22 @@ export function parseLockInfo(body: Buffer): LockInfo {
   }
   return {
     id,
-    operation: text('Operation'),
-    info: text('Info'),
-    who: text('Who'),
-    version: text('Version'),
+    operation: text(values, 'Operation'),
+    info: text(values, 'Info'),
+    who: text(values, 'Who'),
+    version: text(values, 'Version'),
     created,
-    path: text('Path'),
+    path: text(values, 'Path'),
     raw,
   };
+}
+
+/** A string field's value; absent or null is ''. */
+function text(values: Partial<Record<Field, unknown>>, field: Field): string {
+  const v = values[field];
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw invalid(`field "${field}" must be a string`);
+  return v;
 }
 
 /**
