@@ -258,12 +258,12 @@ export class SqliteStore implements Store {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
     const done = this.batches.submit((job): Decision<T> => {
       job.unwritten = true; // until apply: a throw before it (a rule's bug, no room for the body) leaves nothing to undo
-      const snapshot = lazySnapshot(this.stmt, this.keyIndexes, key, opts.probeLockId ?? null);
+      const snapshot = new LazySnapshot(this.stmt, this.keyIndexes, key, opts.probeLockId ?? null);
       let decision: Decision<T>;
       try {
-        decision = decide(snapshot.view);
+        decision = decide(snapshot);
         // A rule may hand the snapshot itself back as its result: then it must be read whole, here.
-        if ('result' in decision && decision.result === snapshot.view) snapshot.readAll();
+        if ('result' in decision && decision.result === snapshot) snapshot.readAll();
       } finally {
         snapshot.seal();
       }
@@ -809,62 +809,96 @@ function bodyBytesOf(changes: Changes): number {
   return n;
 }
 
+/** A snapshot field not read yet. */
+const NOT_READ = Symbol('not read');
+type Lazy<V> = V | typeof NOT_READ;
+
 /**
  * The snapshot a rule sees, read lazily: a LOCK's rule reads only the lock, so the version queries are
  * never run for it. Each field is read at most once, inside the update's transaction; `seal()` (called
  * when the rule returns) makes a first read after that fail loudly instead of reading outside the
- * transaction (`readAll()` first when the snapshot itself leaves the transaction as a result).
+ * transaction (`readAll()` first when the snapshot itself leaves the transaction as a result). A class, not
+ * an object of closures: one is made for every LOCK and UNLOCK.
  */
-function lazySnapshot(
-  stmt: ReturnType<SqliteStore['prepare']>,
-  keyIndexes: DeferredKeyIndexes,
-  key: string,
-  probeLockId: string | null,
-): { view: KeySnapshot; readAll: () => void; seal: () => void; lockIdIfRead: () => string | null | undefined } {
-  let sealed = false;
-  const memo = new Map<string, unknown>();
-  const once = <V>(field: string, read: () => V): V => {
-    if (memo.has(field)) return memo.get(field) as V;
-    if (sealed) throw new Error(`KeySnapshot.${field} read after its transaction ended`);
-    const value = read();
-    memo.set(field, value);
-    return value;
-  };
-  const current = () => once('current', () => mapVersion(stmt.current.get(key) as Row | undefined));
-  const view: KeySnapshot = {
-    key,
-    get current() {
-      return current();
-    },
-    get highestSerial() {
-      return once('highestSerial', () => {
-        const c = current();
-        return c ? ((stmt.highestSerial.get(key, c.lineage) as { s: number | null }).s ?? 0) : 0;
-      });
-    },
-    get probedLockIdReleased() {
-      return once('probedLockIdReleased', () => (probeLockId ? keyIndexes.isReleased(key, probeLockId) : false));
-    },
-    get lock() {
-      return once('lock', () => {
-        const lock = mapLock(stmt.lockOnly.get(key) as Row | undefined);
-        if (lock?.sessionId) {
-          const session = stmt.session.get(lock.sessionId) as Row | undefined;
-          lock.session = session ? mapSession(session, '') : null;
-        }
-        return lock;
-      });
-    },
-    get versionCount() {
-      return once('versionCount', () => ((stmt.stateRow.get(key) as Row | undefined)?.version_count as number | undefined) ?? 0);
-    },
-  };
-  return {
-    view,
-    readAll: () => void [view.current, view.highestSerial, view.probedLockIdReleased, view.lock, view.versionCount],
-    seal: () => (sealed = true),
-    lockIdIfRead: () => (memo.has('lock') ? ((memo.get('lock') as LockRecord | null)?.id ?? null) : undefined),
-  };
+class LazySnapshot implements KeySnapshot {
+  private sealed = false;
+  private currentRead: Lazy<VersionMeta | null> = NOT_READ;
+  private highestSerialRead: Lazy<number> = NOT_READ;
+  private releasedRead: Lazy<boolean> = NOT_READ;
+  private lockRead: Lazy<LockRecord | null> = NOT_READ;
+  private versionCountRead: Lazy<number> = NOT_READ;
+
+  constructor(
+    private readonly stmt: ReturnType<SqliteStore['prepare']>,
+    private readonly keyIndexes: DeferredKeyIndexes,
+    readonly key: string,
+    private readonly probeLockId: string | null,
+  ) {}
+
+  get current(): VersionMeta | null {
+    if (this.currentRead === NOT_READ) {
+      this.assertOpen('current');
+      this.currentRead = mapVersion(this.stmt.current.get(this.key) as Row | undefined);
+    }
+    return this.currentRead;
+  }
+
+  get highestSerial(): number {
+    if (this.highestSerialRead === NOT_READ) {
+      this.assertOpen('highestSerial');
+      const c = this.current;
+      this.highestSerialRead = c ? ((this.stmt.highestSerial.get(this.key, c.lineage) as { s: number | null }).s ?? 0) : 0;
+    }
+    return this.highestSerialRead;
+  }
+
+  get probedLockIdReleased(): boolean {
+    if (this.releasedRead === NOT_READ) {
+      this.assertOpen('probedLockIdReleased');
+      this.releasedRead = this.probeLockId !== null && this.keyIndexes.isReleased(this.key, this.probeLockId);
+    }
+    return this.releasedRead;
+  }
+
+  get lock(): LockRecord | null {
+    if (this.lockRead === NOT_READ) {
+      this.assertOpen('lock');
+      const lock = mapLock(this.stmt.lockOnly.get(this.key) as Row | undefined);
+      if (lock?.sessionId) {
+        const session = this.stmt.session.get(lock.sessionId) as Row | undefined;
+        lock.session = session ? mapSession(session, '') : null;
+      }
+      this.lockRead = lock;
+    }
+    return this.lockRead;
+  }
+
+  get versionCount(): number {
+    if (this.versionCountRead === NOT_READ) {
+      this.assertOpen('versionCount');
+      this.versionCountRead = ((this.stmt.stateRow.get(this.key) as Row | undefined)?.version_count as number | undefined) ?? 0;
+    }
+    return this.versionCountRead;
+  }
+
+  /** Reads every field now (before the snapshot itself leaves the transaction). */
+  readAll(): void {
+    void [this.current, this.highestSerial, this.probedLockIdReleased, this.lock, this.versionCount];
+  }
+
+  seal(): void {
+    this.sealed = true;
+  }
+
+  /** The lock's ID if the lock was read (null: there was none), undefined if it was not read. */
+  lockIdIfRead(): string | null | undefined {
+    return this.lockRead === NOT_READ ? undefined : (this.lockRead?.id ?? null);
+  }
+
+  /** A first read after the transaction ended would read outside it: refused loudly. */
+  private assertOpen(field: string): void {
+    if (this.sealed) throw new Error(`KeySnapshot.${field} read after its transaction ended`);
+  }
 }
 
 /** A page of audit entries from `limit + 1` rows (the extra one says there is a next page). */
