@@ -6,12 +6,25 @@ export const MAX_KEY_BYTES = 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
+ * Segments of printable ASCII without `%` (which decode to themselves), each with a character other than `.`
+ * (so none is empty, `.` or `..`): such a path is a valid key, itself, once it is at most MAX_KEY_BYTES long.
+ */
+const PLAIN_KEY = /^\.*[\x20-\x24\x26-\x2d\x30-\x7e][\x20-\x24\x26-\x2e\x30-\x7e]*(?:\/\.*[\x20-\x24\x26-\x2d\x30-\x7e][\x20-\x24\x26-\x2e\x30-\x7e]*)*$/;
+
+/**
  * Turns the raw (still percent-encoded) path tail of a request into a state key.
  * A key is a `/`-separated path of segments: valid UTF-8, no empty, `.` or `..` segment, no control
  * characters, no encoded `/` inside a segment, at most {@link MAX_KEY_BYTES} bytes.
  * @throws StatelockError INVALID_KEY with the reason.
  */
 export function parseKeyFromPath(rawTail: string): string {
+  // The common case at once (every LOCK and UNLOCK parses its key): a path of plain segments is its own key.
+  if (rawTail.length <= MAX_KEY_BYTES && PLAIN_KEY.test(rawTail)) return rawTail;
+  return decodeKeyPath(rawTail);
+}
+
+/** The general way of {@link parseKeyFromPath}: every segment decoded, then the key validated. */
+export function decodeKeyPath(rawTail: string): string {
   if (rawTail === '') throw invalid('the key is empty');
   const segments = rawTail.split('/').map(decodeSegment);
   return validateKey(segments.join('/'), segments);

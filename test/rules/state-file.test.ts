@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StatelockError } from '../../src/server/errors.js';
 import { HEADER_VALUE_LIMIT, StateHeaderReader, digest, parseStateHeader } from '../../src/state/state-file.js';
-import { MAX_KEY_BYTES, parseKeyFromPath, prefixUpperBound } from '../../src/state/state-key.js';
+import { decodeKeyPath, MAX_KEY_BYTES, parseKeyFromPath, prefixUpperBound } from '../../src/state/state-key.js';
 
 const errCode = (fn: () => unknown) => {
   try {
@@ -114,6 +114,22 @@ describe('state keys', () => {
     assert.equal(errCode(() => parseKeyFromPath('a'.repeat(MAX_KEY_BYTES))), 'ok');
     assert.equal(errCode(() => parseKeyFromPath('a'.repeat(MAX_KEY_BYTES + 1))), 'INVALID_KEY');
     assert.equal(errCode(() => parseKeyFromPath('%C3%A9'.repeat(513))), 'INVALID_KEY', '1026 bytes of é');
+  });
+  test('the plain-path shortcut answers as the full decoding does, for any path', () => {
+    // Paths built from the characters that matter: dots, slashes, escapes, spaces, controls, non-ASCII.
+    const alphabet = ['a', 'Z', '.', '.', '/', '/', '%', '2', 'e', 'F', ' ', '~', '\x7f', '\x1f', 'é', ':'];
+    let seed = 17;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+    const outcome = (f: () => string) => {
+      try {
+        return f();
+      } catch (err) {
+        return `error ${(err as { code?: string }).code}: ${(err as Error).message}`;
+      }
+    };
+    const paths = ['a'.repeat(MAX_KEY_BYTES), 'a'.repeat(MAX_KEY_BYTES + 1), `${'a/'.repeat(511)}ab`, '...', '.a/..b/c..', '. /x'];
+    for (let i = 0; i < 20_000; i++) paths.push(Array.from({ length: next() % 12 }, () => alphabet[next() % alphabet.length]).join(''));
+    for (const path of paths) assert.equal(outcome(() => parseKeyFromPath(path)), outcome(() => decodeKeyPath(path)), JSON.stringify(path));
   });
   test('prefixUpperBound bounds exactly the keys with the prefix', () => {
     assert.equal(prefixUpperBound('ab'), 'ac');
