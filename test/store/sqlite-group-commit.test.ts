@@ -8,7 +8,7 @@ import { LockService } from '../../src/lock/lock-service.js';
 import { StatelockError } from '../../src/server/errors.js';
 import { Metrics } from '../../src/server/metrics.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import type { Changes, ChunkRef, LockRecord, NewVersion } from '../../src/store/store.js';
+import type { Changes, ChunkRef, KeySnapshot, LockRecord, NewVersion } from '../../src/store/store.js';
 import { lockBody } from '../support/http.js';
 import { tempDir } from '../support/server-process.js';
 
@@ -109,6 +109,23 @@ describe('SQLite group commit', () => {
     // The refusal was decided on the first LOCK's uncommitted lock and its audit entry committed with it.
     const audit = await store.listAudit({ key: 'gc/race', limit: 10 });
     assert.deepEqual(audit.items.map((e) => e.action), ['lock.acquire', 'lock.conflict']);
+    await store.close();
+  });
+
+  test("a snapshot's field first read after its transaction ended is refused; one read inside keeps its value", async () => {
+    const { store } = open();
+    await store.update('snap/k', client, () => ({ result: null, changes: { lock: { set: lockRecord('snap/k', 'L1') } } }));
+    let kept: KeySnapshot | undefined;
+    await store.update('snap/k', client, (snap) => {
+      kept = snap;
+      return { result: snap.lock?.id, changes: {} };
+    });
+    assert.equal(kept!.lock?.id, 'L1', 'read inside the transaction: the same answer after it');
+    assert.throws(() => kept!.current, /KeySnapshot\.current read after its transaction ended/);
+    assert.throws(() => kept!.versionCount, /KeySnapshot\.versionCount read after its transaction ended/);
+    // Handed back as the result, the snapshot is read whole before the transaction ends.
+    const whole = await store.update('snap/k', client, (snap) => ({ result: snap, changes: {} }));
+    assert.deepEqual([whole.current, whole.versionCount, whole.highestSerial, whole.probedLockIdReleased, whole.lock?.id], [null, 0, 0, false, 'L1']);
     await store.close();
   });
 
