@@ -855,7 +855,7 @@ class LazySnapshot implements KeySnapshot {
   get probedLockIdReleased(): boolean {
     if (this.releasedRead === NOT_READ) {
       this.assertOpen('probedLockIdReleased');
-      this.releasedRead = this.probeLockId !== null && this.keyIndexes.isReleased(this.key, this.probeLockId);
+      this.releasedRead = this.probeLockId ? this.keyIndexes.isReleased(this.key, this.probeLockId) : false;
     }
     return this.releasedRead;
   }
