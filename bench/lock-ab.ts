@@ -3,8 +3,8 @@
  * dir (on disk, or tmpfs with `--tmpfs`), warms it up 0.5 s, runs N clients doing LOCK + UNLOCK for `--seconds`,
  * stops it; builds take turns going first. The load generator is this checkout's `cycles()` for every build, so
  * only the server differs. Prints each run, then per build the medians — cycles/s, cycle/LOCK/UNLOCK p50, p99,
- * server CPU per cycle (all threads, and the event loop alone) — and, from the WAL and `/metrics` of a last short run, WAL frames (pages) per commit and
- * updates per commit. A build is a directory holding `bin/statelock.js` and its `dist/` (a copy of an older build
+ * server CPU per cycle (all threads, and the event loop alone) — and, from the WAL and `/metrics` of a last short
+ * run, WAL frames (pages) per commit and updates per commit. A build is a directory holding `bin/statelock.js` and its `dist/` (a copy of an older build
  * with a `node_modules` link is enough); `name=dir@VAR=value` sets an environment variable for that build's server.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/lock-ab.js [--rounds 7] [--clients 1] [--seconds 3] [--tmpfs] old=/tmp/old-build new=.
