@@ -1,5 +1,8 @@
 import { rmSync } from 'node:fs';
+import pg from 'pg';
+import { pgAvailable, startPostgres, type PgCluster } from '../../test/support/postgres.js';
 import { startServer, tempDir, type RunningServer } from '../../test/support/server-process.js';
+import { seedStatesPostgres } from '../../test/support/seed-postgres.js';
 import { seedStates } from '../../test/support/seed-sqlite.js';
 import { figure, type Figure } from '../lib/report.js';
 import { median, percentile, progress } from '../lib/stats.js';
@@ -39,57 +42,155 @@ async function latencies(server: RunningServer, path: string, n: number): Promis
   return out;
 }
 
-/**
- * Listing latency at scale: a server on `keys` states with `versionsPerKey` versions each (1,000,000 versions at
- * the full plan) and `locked` held locks, against the same requests on a small server (the baseline, same run).
- * The data is seeded straight into the SQLite file; the measurement is through the real server process.
- */
-export async function scaleSuite(plan: ScalePlan): Promise<{ figures: Figure[]; raw: unknown }> {
+/** A big and a small server on one engine: seeded, started, and how to stop them and drop their data. */
+interface EnginePair {
+  big: RunningServer;
+  small: RunningServer;
+  seedSeconds: number;
+  stop(): Promise<void>;
+}
+
+/** Both data directories seeded straight into their SQLite files (seed-sqlite.ts), then served. */
+async function sqlitePair(plan: ScalePlan): Promise<EnginePair> {
   const bigDir = tempDir('statelock-bench-scale-');
   const smallDir = tempDir('statelock-bench-scale-');
   const t = performance.now();
   await seedStates(bigDir, plan.keys, { versionsPerKey: plan.versionsPerKey, locked: plan.locked });
   const seedSeconds = (performance.now() - t) / 1000;
-  progress(`scale: seeded ${plan.keys.toLocaleString('en')} keys × ${plan.versionsPerKey} versions, ${plan.locked} locks in ${seedSeconds.toFixed(1)} s`);
   await seedStates(smallDir, plan.baselineKeys, { versionsPerKey: 1, locked: Math.min(plan.locked, plan.baselineKeys) });
   const big = await startServer({ dataDir: bigDir });
   const small = await startServer({ dataDir: smallDir });
-  const figures: Figure[] = [];
-  const raw: Record<string, unknown> = { seedSeconds };
+  return {
+    big,
+    small,
+    seedSeconds,
+    async stop() {
+      await big.stop();
+      await small.stop();
+      rmSync(bigDir, { recursive: true, force: true });
+      rmSync(smallDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `url` with its database name replaced. */
+function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/**
+ * The same rows in two databases of one private cluster (seed-postgres.ts builds them inside PostgreSQL),
+ * each served by its own statelock process with `--database`.
+ */
+async function postgresPair(plan: ScalePlan, cluster: PgCluster): Promise<EnginePair> {
+  const urls = { big: withDatabase(cluster.url, 'bench_scale_big'), small: withDatabase(cluster.url, 'bench_scale_small') };
+  const admin = new pg.Client({ connectionString: cluster.url });
+  await admin.connect();
   try {
-    const bigRequests = requests(plan.keys);
-    const smallRequests = requests(plan.baselineKeys);
-    for (const [i, [name, path]] of bigRequests.entries()) {
-      const runs = { statelock: [] as number[], baseline: [] as number[] };
-      const p99 = { statelock: [] as number[], baseline: [] as number[] };
-      await latencies(big, path, 20); // warm the page cache
-      await latencies(small, smallRequests[i]![1], 20);
-      for (let r = 0; r < plan.runs; r++) {
-        const a = await latencies(big, path, plan.requestsPerRun);
-        const b = await latencies(small, smallRequests[i]![1], plan.requestsPerRun);
-        runs.statelock.push(median(a));
-        runs.baseline.push(median(b));
-        p99.statelock.push(percentile(a, 99));
-        p99.baseline.push(percentile(b, 99));
+    for (const db of ['bench_scale_big', 'bench_scale_small']) await admin.query(`CREATE DATABASE ${db}`);
+  } finally {
+    await admin.end();
+  }
+  const t = performance.now();
+  await seedStatesPostgres(urls.big, plan.keys, { versionsPerKey: plan.versionsPerKey, locked: plan.locked });
+  const seedSeconds = (performance.now() - t) / 1000;
+  await seedStatesPostgres(urls.small, plan.baselineKeys, { versionsPerKey: 1, locked: Math.min(plan.locked, plan.baselineKeys) });
+  const dirs = [tempDir('statelock-bench-scale-pg-'), tempDir('statelock-bench-scale-pg-')];
+  const big = await startServer({ dataDir: dirs[0], args: ['--database', urls.big] });
+  const small = await startServer({ dataDir: dirs[1], args: ['--database', urls.small] });
+  return {
+    big,
+    small,
+    seedSeconds,
+    async stop() {
+      await big.stop();
+      await small.stop();
+      for (const d of dirs) rmSync(d!, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Each request on the big server against the same on the small one, `plan.runs` interleaved runs each. */
+async function measure(pair: EnginePair, plan: ScalePlan, benchmark: string): Promise<{ figures: Figure[]; raw: Record<string, unknown>; p50: Map<string, number> }> {
+  const figures: Figure[] = [];
+  const raw: Record<string, unknown> = {};
+  const p50 = new Map<string, number>();
+  const bigRequests = requests(plan.keys);
+  const smallRequests = requests(plan.baselineKeys);
+  for (const [i, [name, path]] of bigRequests.entries()) {
+    const runs = { statelock: [] as number[], baseline: [] as number[] };
+    const p99 = { statelock: [] as number[], baseline: [] as number[] };
+    await latencies(pair.big, path, 20); // warm the page cache
+    await latencies(pair.small, smallRequests[i]![1], 20);
+    for (let r = 0; r < plan.runs; r++) {
+      const a = await latencies(pair.big, path, plan.requestsPerRun);
+      const b = await latencies(pair.small, smallRequests[i]![1], plan.requestsPerRun);
+      runs.statelock.push(median(a));
+      runs.baseline.push(median(b));
+      p99.statelock.push(percentile(a, 99));
+      p99.baseline.push(percentile(b, 99));
+    }
+    raw[name] = { path, p50: runs, p99 };
+    p50.set(name, median(runs.statelock));
+    figures.push(
+      figure({
+        benchmark,
+        metric: `${name}: p50 at ${plan.keys.toLocaleString('en')} keys / ${(plan.keys * plan.versionsPerKey).toLocaleString('en')} versions`,
+        unit: 'ms',
+        better: 'lower',
+        baselineName: `the same request on ${plan.baselineKeys.toLocaleString('en')} keys / ${plan.baselineKeys.toLocaleString('en')} versions`,
+        runs,
+        note: `p99 ${median(p99.statelock).toFixed(2)} ms vs ${median(p99.baseline).toFixed(2)} ms`,
+      }),
+    );
+  }
+  return { figures, raw, p50 };
+}
+
+/**
+ * Listing latency at scale: a server on `keys` states with `versionsPerKey` versions each (1,000,000 versions at
+ * the full plan) and `locked` held locks, against the same requests on a small server (the baseline, same run) —
+ * on the SQLite engine, then on the PostgreSQL engine (a private cluster; skipped where PostgreSQL is not
+ * installed). The data is seeded straight into the engine; the measurement is through the real server process.
+ */
+export async function scaleSuite(plan: ScalePlan): Promise<{ figures: Figure[]; raw: unknown }> {
+  const versions = (plan.keys * plan.versionsPerKey).toLocaleString('en');
+  const sqlite = await sqlitePair(plan);
+  progress(`scale: seeded ${plan.keys.toLocaleString('en')} keys × ${plan.versionsPerKey} versions, ${plan.locked} locks into SQLite in ${sqlite.seedSeconds.toFixed(1)} s`);
+  let onSqlite: Awaited<ReturnType<typeof measure>>;
+  try {
+    onSqlite = await measure(sqlite, plan, '7. scale');
+  } finally {
+    await sqlite.stop();
+  }
+  const figures = [...onSqlite.figures];
+  const raw: Record<string, unknown> = { seedSeconds: sqlite.seedSeconds, ...onSqlite.raw };
+  if (!pgAvailable()) {
+    progress('scale: PostgreSQL not installed, its rows left out');
+    return { figures, raw };
+  }
+  const cluster = await startPostgres();
+  try {
+    const pair = await postgresPair(plan, cluster);
+    progress(`scale: seeded the same ${versions} versions into PostgreSQL in ${pair.seedSeconds.toFixed(1)} s`);
+    try {
+      const onPg = await measure(pair, plan, '7. scale, PostgreSQL engine');
+      // The note also sets each PostgreSQL p50 against SQLite's at the same scale, same run.
+      for (const f of onPg.figures) {
+        const name = f.metric.slice(0, f.metric.indexOf(': p50 at'));
+        const onSqliteMs = onSqlite.p50.get(name);
+        if (onSqliteMs) f.note = `${f.note}; ÷ SQLite at the same scale ${(onPg.p50.get(name)! / onSqliteMs).toFixed(2)}×`;
       }
-      raw[name] = { path, p50: runs, p99 };
-      figures.push(
-        figure({
-          benchmark: '7. scale',
-          metric: `${name}: p50 at ${plan.keys.toLocaleString('en')} keys / ${(plan.keys * plan.versionsPerKey).toLocaleString('en')} versions`,
-          unit: 'ms',
-          better: 'lower',
-          baselineName: `the same request on ${plan.baselineKeys.toLocaleString('en')} keys / ${plan.baselineKeys.toLocaleString('en')} versions`,
-          runs,
-          note: `p99 ${median(p99.statelock).toFixed(2)} ms vs ${median(p99.baseline).toFixed(2)} ms`,
-        }),
-      );
+      figures.push(...onPg.figures);
+      raw.postgres = { seedSeconds: pair.seedSeconds, ...onPg.raw };
+    } finally {
+      await pair.stop();
     }
   } finally {
-    await big.stop();
-    await small.stop();
-    rmSync(bigDir, { recursive: true, force: true });
-    rmSync(smallDir, { recursive: true, force: true });
+    await cluster.stop('fast');
+    rmSync(cluster.dataDir, { recursive: true, force: true });
   }
   return { figures, raw };
 }
