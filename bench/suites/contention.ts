@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { lockBody } from '../../test/support/http.js';
-import { startServer } from '../../test/support/server-process.js';
+import { pgAvailable, startPostgres, type PgCluster } from '../../test/support/postgres.js';
+import { startServer, type RunningServer } from '../../test/support/server-process.js';
 import { Client } from '../lib/client.js';
 import { startBaseline } from '../lib/processes.js';
 import { figure, type Figure } from '../lib/report.js';
@@ -77,39 +78,73 @@ export async function contend(url: string, path: string, mode: Mode, clients: nu
   };
 }
 
+type Target = 'statelock' | 'baseline' | 'postgres';
+
+/**
+ * Both modes against statelock (SQLite), the minimal in-memory-lock server and, where PostgreSQL is installed,
+ * statelock on the PostgreSQL engine (a private cluster): the targets take turns going first in each run.
+ * Rows: statelock ÷ the baseline; and `…, PostgreSQL engine`: statelock on PostgreSQL ÷ statelock on SQLite
+ * (the lock cycle's convention; the note gives it ÷ the baseline).
+ */
 export async function contentionSuite(opts: { clients: number; perClient: number; runs: number; capSeconds: number }): Promise<{ figures: Figure[]; raw: unknown }> {
   const statelock = await startServer({ logLevel: 'warn' });
   const baseline = await startBaseline();
+  let cluster: PgCluster | null = null;
+  let onPg: RunningServer | null = null;
   const figures: Figure[] = [];
-  const raw: Record<Mode, { statelock: ContentionRun[]; baseline: ContentionRun[] }> = {
-    backoff: { statelock: [], baseline: [] },
-    queue: { statelock: [], baseline: [] },
+  const raw: Record<Mode, Record<Target, ContentionRun[]>> = {
+    backoff: { statelock: [], baseline: [], postgres: [] },
+    queue: { statelock: [], baseline: [], postgres: [] },
   };
   try {
-    const targets = { statelock: `${statelock.url}`, baseline: `${baseline.url}` };
-    const paths = { statelock: '/state/bench/contended', baseline: '/mutex/contended' };
+    if (pgAvailable()) {
+      cluster = await startPostgres();
+      onPg = await startServer({ logLevel: 'warn', args: ['--database', cluster.url] });
+    }
+    const urls: Partial<Record<Target, string>> = { statelock: statelock.url, baseline: baseline.url, ...(onPg ? { postgres: onPg.url } : {}) };
+    const targets = Object.keys(urls) as Target[];
+    const paths: Record<Target, string> = { statelock: '/state/bench/contended', baseline: '/mutex/contended', postgres: '/state/bench/contended' };
     for (const mode of ['backoff', 'queue'] as const) {
-      progress(`contention (${mode}): ${opts.clients} clients on one key × ${opts.perClient} acquisitions, ${opts.runs} runs per target`);
-      for (const t of ['statelock', 'baseline'] as const) await contend(targets[t], paths[t], mode, opts.clients, 2, opts.capSeconds); // warm-up
+      progress(`contention (${mode}): ${opts.clients} clients on one key × ${opts.perClient} acquisitions, ${opts.runs} runs per target (${targets.join(', ')})`);
+      for (const t of targets) await contend(urls[t]!, paths[t], mode, opts.clients, 2, opts.capSeconds); // warm-up
       for (let run = 0; run < opts.runs; run++) {
-        const order = run % 2 === 0 ? (['baseline', 'statelock'] as const) : (['statelock', 'baseline'] as const);
-        for (const t of order) raw[mode][t].push(await contend(targets[t], paths[t], mode, opts.clients, opts.perClient, opts.capSeconds));
+        const order = [...targets.slice(run % targets.length), ...targets.slice(0, run % targets.length)];
+        for (const t of order) raw[mode][t].push(await contend(urls[t]!, paths[t], mode, opts.clients, opts.perClient, opts.capSeconds));
       }
       const r = raw[mode];
-      const pick = (k: keyof ContentionRun) => ({ statelock: r.statelock.map((x) => Number(x[k])), baseline: r.baseline.map((x) => Number(x[k])) });
+      const series = (t: Target, k: keyof ContentionRun) => r[t].map((x) => Number(x[k]));
+      const pick = (k: keyof ContentionRun, a: Target = 'statelock', b: Target = 'baseline') => ({ statelock: series(a, k), baseline: series(b, k) });
+      const perAcquisition = (t: Target) => (median(series(t, 'refusals')) / (opts.clients * opts.perClient)).toFixed(1);
+      const capped = (ts: Target[]) => (ts.some((t) => r[t].some((x) => x.timedOut)) ? `some runs hit the ${opts.capSeconds}s cap` : '');
       const label = mode === 'backoff' ? `client backoff ${BACKOFF.firstMs}→${BACKOFF.capMs} ms` : 'server queue ?wait=30s';
       const base = { benchmark: `3. contention, ${opts.clients} clients / 1 key, ${label}`, baselineName: 'minimal Node server + in-memory lock (same protocol, no storage)' };
-      const timedOut = [...r.statelock, ...r.baseline].some((x) => x.timedOut);
-      const refusals = mode === 'backoff' ? `423s per acquisition: statelock ${(median(pick('refusals').statelock) / (opts.clients * opts.perClient)).toFixed(1)}, baseline ${(median(pick('refusals').baseline) / (opts.clients * opts.perClient)).toFixed(1)}` : '';
-      figures.push(figure({ ...base, metric: 'acquisitions/s', unit: '/s', better: 'higher', runs: pick('acquisitionsPerSecond'), note: [refusals, timedOut ? `some runs hit the ${opts.capSeconds}s cap` : ''].filter(Boolean).join('; ') }));
+      const refusals = mode === 'backoff' ? `423s per acquisition: statelock ${perAcquisition('statelock')}, baseline ${perAcquisition('baseline')}` : '';
+      figures.push(figure({ ...base, metric: 'acquisitions/s', unit: '/s', better: 'higher', runs: pick('acquisitionsPerSecond'), note: [refusals, capped(['statelock', 'baseline'])].filter(Boolean).join('; ') }));
       figures.push(figure({ ...base, metric: 'hand-off p50', unit: 'ms', better: 'lower', runs: pick('handoffP50Ms') }));
       figures.push(figure({ ...base, metric: 'hand-off p99', unit: 'ms', better: 'lower', runs: pick('handoffP99Ms') }));
-      progress(`  statelock ${median(pick('acquisitionsPerSecond').statelock).toFixed(0)} acq/s, baseline ${median(pick('acquisitionsPerSecond').baseline).toFixed(0)} acq/s`);
+      progress(`  statelock ${median(series('statelock', 'acquisitionsPerSecond')).toFixed(0)} acq/s, baseline ${median(series('baseline', 'acquisitionsPerSecond')).toFixed(0)} acq/s${onPg ? `, on PostgreSQL ${median(series('postgres', 'acquisitionsPerSecond')).toFixed(0)} acq/s` : ''}`);
+      if (onPg) {
+        const pgBase = { benchmark: `${base.benchmark}, PostgreSQL engine`, baselineName: 'statelock on SQLite (same run)' };
+        const vsBaseline = (median(series('postgres', 'acquisitionsPerSecond')) / median(series('baseline', 'acquisitionsPerSecond'))).toFixed(2);
+        const pgRefusals = mode === 'backoff' ? `423s per acquisition: ${perAcquisition('postgres')} (SQLite ${perAcquisition('statelock')})` : '';
+        const note = [`durable on both (PostgreSQL fsync on, one local cluster); vs the minimal in-memory lock ${vsBaseline}×`, pgRefusals, capped(['postgres'])].filter(Boolean).join('; ');
+        figures.push(figure({ ...pgBase, metric: 'acquisitions/s', unit: '/s', better: 'higher', runs: pick('acquisitionsPerSecond', 'postgres', 'statelock'), note }));
+        figures.push(figure({ ...pgBase, metric: 'hand-off p50', unit: 'ms', better: 'lower', runs: pick('handoffP50Ms', 'postgres', 'statelock') }));
+        figures.push(figure({ ...pgBase, metric: 'hand-off p99', unit: 'ms', better: 'lower', runs: pick('handoffP99Ms', 'postgres', 'statelock') }));
+      }
     }
   } finally {
     await statelock.stop();
     await baseline.stop();
     rmSync(statelock.dataDir, { recursive: true, force: true });
+    if (onPg) {
+      await onPg.stop();
+      rmSync(onPg.dataDir, { recursive: true, force: true });
+    }
+    if (cluster) {
+      await cluster.stop('fast');
+      rmSync(cluster.dataDir, { recursive: true, force: true });
+    }
   }
   return { figures, raw };
 }
