@@ -79,6 +79,22 @@ describe('dashboard API', () => {
     assert.equal(o2.locks.held, 0);
   });
 
+  test('a waiting LOCK is one conflict however many holders it waits behind: the first one is named', async () => {
+    const unlock = (id: string) => api('/state/relay', { method: 'UNLOCK', body: lockBody(id) });
+    assert.equal((await api('/state/relay', { method: 'LOCK', body: lockBody('relay-holder-1') })).status, 200);
+    assert.equal((await api('/state/relay', { method: 'LOCK', body: lockBody('relay-waiter') })).status, 423);
+    assert.equal((await unlock('relay-holder-1')).status, 200);
+    assert.equal((await api('/state/relay', { method: 'LOCK', body: lockBody('relay-holder-2') })).status, 200);
+    // Terraform's -lock-timeout retry, now behind another holder.
+    assert.equal((await api('/state/relay', { method: 'LOCK', body: lockBody('relay-waiter') })).status, 423);
+    const trail = json<{ items: Array<{ lockId: string; detail: Record<string, unknown> }> }>(await api('/api/v1/audit?key=relay&action=lock.conflict'));
+    assert.deepEqual(
+      trail.items.map((e) => [e.lockId, e.detail.holderId]),
+      [['relay-waiter', 'relay-holder-1']],
+    );
+    assert.equal((await unlock('relay-holder-2')).status, 200);
+  });
+
   test('states: count=true adds the total under the prefix; each state names its seq and writer', async () => {
     const page = json<{ items: Array<{ key: string; seq: number; writer: string }>; next: string | null; total: number }>(await api('/api/v1/states?prefix=team/&limit=2&count=true'));
     assert.equal(page.total, 3);

@@ -64,7 +64,12 @@ export function judgeLock(lock: LockRecord, nowMs = Date.now()): LivenessJudgeme
 /** Lock use cases. Each one is a single {@link Store.update} around a pure rule. */
 export class LockService {
   readonly waiters = new LockWaiters();
-  /** Lock conflicts already audited: a client retrying LOCK with the same ID leaves one `lock.conflict` entry, not one per retry. */
+  /**
+   * Lock conflicts already audited, by key and requesting lock ID: a client retrying LOCK with the same ID
+   * (Terraform's -lock-timeout) leaves one `lock.conflict` entry, not one per retry, nor one per holder it waits
+   * behind. Such a retry is expected to be refused again and writes nothing: the store may decide it without
+   * queueing on the key's write lock ahead of the holder's UNLOCK (UpdateOptions.readFirst).
+   */
   private readonly conflictsAudited = new RecentSet(10 * 60_000, 10_000);
 
   constructor(
@@ -90,7 +95,7 @@ export class LockService {
     }
     const started = Date.now();
     try {
-      const result = await this.tryLock(key, info, client, sessionId, opts.door ?? 'http');
+      const result = await this.tryLock(key, info, client, sessionId, opts.door ?? 'http', this.conflictsAudited.has(`${key}\0${info.id}`));
       this.metrics.lockAttempts.inc({ result: result.outcome });
       return result;
     } catch (err) {
@@ -105,7 +110,7 @@ export class LockService {
     }
   }
 
-  private async tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor): Promise<LockResult> {
+  private async tryLock(key: string, info: LockInfo, client: ClientContext, sessionId: string | null, door: LockDoor, readFirst = false): Promise<LockResult> {
     // The conflict this attempt audits, remembered once its refusal is settled: the rule itself stays pure,
     // and may be run again (group-commit.ts).
     let audited: string | null = null;
@@ -115,7 +120,7 @@ export class LockService {
       audited = null;
       if (decision.kind === 'refuse') {
         const holder = snap.lock;
-        const seen = holder ? `${key}\0${info.id}\0${holder.id}` : null;
+        const seen = holder ? `${key}\0${info.id}` : null;
         if (!holder || !seen || decision.error.code !== 'STATE_LOCKED' || this.conflictsAudited.has(seen)) return { error: decision.error, changes: {} };
         audited = seen;
         const detail = { operation: info.operation, who: info.who, holderId: holder.id, holderWho: holder.who, holderOperation: holder.operation, ...(door !== 'http' ? { door } : {}) };
@@ -130,7 +135,7 @@ export class LockService {
       const lock: LockRecord = { key, ...fields, raw, acquiredAt: now, lastActivityAt: now, clientAddr: client.addr, userAgent: client.userAgent, sessionId, holds: [door] };
       const detail = { operation: info.operation, who: info.who, version: info.version, created: info.created, ...(sessionId ? { session: sessionId } : {}), ...(door !== 'http' ? { door } : {}) };
       return { result: { outcome: 'acquired', lock }, changes: { lock: { set: lock }, audit: [{ action: 'lock.acquire', key, lockId: info.id, outcome: 'ok', detail }] } };
-    });
+    }, { readFirst });
     try {
       return await attempt;
     } catch (err) {

@@ -151,6 +151,11 @@ export interface Changes {
   audit?: NewAuditEntry[];
 }
 
+/** Changes that write nothing at all: no version, lock, deletion, kept body, session end or audit entry. */
+export function writesNothing(c: Changes): boolean {
+  return !c.newVersion && !c.lock && !c.deleteState && !c.rejectedWrite && !c.endSession && !c.audit?.length;
+}
+
 /**
  * A rule's verdict. With `error`, the changes (usually an audit entry) are still committed and then
  * the error is thrown to the caller.
@@ -259,6 +264,15 @@ export interface UpdateOptions<T> {
    * it. Engines that commit each update on its own (PostgreSQL) never call it: the caller acts after commit.
    */
   applied?: (result: T) => void;
+  /**
+   * The caller expects a refusal (a LOCK retried with an ID already refused on this key). An engine whose update
+   * waits for the key's write lock over the network (PostgreSQL) may first run `decide` on a committed
+   * snapshot read without that lock, and answer at once when the decision writes nothing: a refusal is as true
+   * of a committed snapshot as of a locked one, and it then never queues on the key ahead of the holder's
+   * UNLOCK. A decision that writes is thrown away and taken again under the lock, so `decide` may run twice.
+   * Engines that lock in process (SQLite) may ignore it.
+   */
+  readFirst?: boolean;
 }
 
 /**

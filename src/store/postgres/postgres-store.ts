@@ -3,7 +3,7 @@ import type { AuditAction, AuditEntry, ClientContext, NewAuditEntry } from '../.
 import { StatelockError } from '../../server/errors.js';
 import { prefixUpperBound } from '../../state/state-key.js';
 import { mapAudit, mapBucket, mapLock, mapLockTable, mapPart, mapPrincipal, mapRejected, mapSession, mapUpload, mapVersion, type Row } from '../rows.js';
-import { sha256ChunkId, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UpdateOptions, type UploadRecord, type VersionMeta } from '../store.js';
+import { sha256ChunkId, writesNothing, type AuditQuery, type BodyContent, type BucketRecord, type Changes, type Decision, type KeySnapshot, type LockRecord, type LockTableRecord, type Page, type PartRecord, type PrincipalRecord, type RejectedWrite, type SessionRecord, type StateSummary, type Store, type StoredChunk, type UpdateOptions, type UploadRecord, type VersionMeta } from '../store.js';
 import { PostgresChunks } from './postgres-chunks.js';
 import { readSnapshot } from './postgres-snapshot.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
@@ -181,21 +181,40 @@ export class PostgresStore implements Store {
   }
 
   async update<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, opts: UpdateOptions<T> = {}): Promise<T> {
-    const decision = await translate(() =>
-      this.transaction(
-        async (c) => {
-          const snapshot = await readSnapshot(c, key, opts.probeLockId ?? null);
-          const d = decide(snapshot);
-          await this.apply(c, key, client, d.changes, snapshot.lock?.id ?? null);
-          return d;
-        },
-        // BEGIN and the key's advisory lock in one round trip (a simple query may hold several statements; it
-        // takes no parameters, hence the escaped literal).
-        (c) => `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(${c.escapeLiteral(key)}, 0))`,
-      ),
-    );
+    const probe = opts.probeLockId ?? null;
+    const early = opts.readFirst ? await translate(() => this.decideUnlocked(key, decide, probe)) : null;
+    const decision = early ?? (await translate(() => this.decideLocked(key, client, decide, probe)));
     if ('error' in decision) throw decision.error;
     return decision.result;
+  }
+
+  /** The update's one transaction: the key's advisory lock, its snapshot, the decision and its changes, COMMIT. */
+  private decideLocked<T>(key: string, client: ClientContext, decide: (snapshot: KeySnapshot) => Decision<T>, probeLockId: string | null): Promise<Decision<T>> {
+    return this.transaction(
+      async (c) => {
+        const snapshot = await readSnapshot(c, key, probeLockId);
+        const d = decide(snapshot);
+        await this.apply(c, key, client, d.changes, snapshot.lock?.id ?? null);
+        return d;
+      },
+      // BEGIN and the key's advisory lock in one round trip (a simple query may hold several statements; it
+      // takes no parameters, hence the escaped literal).
+      (c) => `BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(${c.escapeLiteral(key)}, 0))`,
+    );
+  }
+
+  /**
+   * UpdateOptions.readFirst: the decision on a snapshot read without the key's lock (one statement), when it
+   * writes nothing; null, to be decided again under the lock, when it does.
+   */
+  private async decideUnlocked<T>(key: string, decide: (snapshot: KeySnapshot) => Decision<T>, probeLockId: string | null): Promise<Decision<T> | null> {
+    const c = await this.checkout();
+    try {
+      const d = decide(await readSnapshot(c, key, probeLockId));
+      return writesNothing(d.changes) ? d : null;
+    } finally {
+      c.done();
+    }
   }
 
   /** `held`: the lock ID the snapshot read under this transaction's advisory lock (every lock write takes it). */
