@@ -148,7 +148,7 @@ function tmpfsDir(): string | null {
   }
 }
 
-type Target = 'statelock' | 'baseline' | 'tmpfs' | 'postgres' | 'dynamodb' | 'dynalite';
+type Target = 'statelock' | 'baseline' | 'tmpfs' | 'postgres' | 'dynamodb' | 'pgDynamodb' | 'dynalite';
 
 const plural = (n: number) => `${n} client${n > 1 ? 's' : ''}`;
 const NODE_BASELINE = 'minimal Node http server (child process)';
@@ -164,17 +164,18 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
   // The peer: dynalite on LevelDB in a fresh temp dir on the same disk as statelock's data.
   const dynalite = await startDynalite();
   const dynaliteName = `dynalite ${packageVersion('dynalite')} (LevelDB on disk, no fsync; same signed requests)`;
-  for (const url of [statelock.url, dynalite.url]) {
-    const c = new AwsClient(url, TEST_KEY, 'dynamodb');
-    await createLockTable(c);
-    c.close();
-  }
   // Diagnostic only: the same server with its data on tmpfs, where fsync costs nothing (NOT durable).
   const shm = tmpfsDir();
   const onTmpfs = shm ? await startServer({ logLevel: 'warn', dataDir: shm }) : null;
   // The PostgreSQL engine (a private cluster on this machine, fsync on), when PostgreSQL is installed.
   const pg = pgAvailable() ? await startPostgres() : null;
-  const onPostgres = pg ? await startServer({ logLevel: 'warn', args: ['--database', pg.url] }) : null;
+  // It serves both doors too, verifying signatures as the SQLite one does.
+  const onPostgres = pg ? await startServer({ logLevel: 'warn', args: ['--database', pg.url, '--aws-credentials', `${TEST_KEY.accessKeyId}:${TEST_KEY.secretAccessKey}`] }) : null;
+  for (const url of [statelock.url, dynalite.url, ...(onPostgres ? [onPostgres.url] : [])]) {
+    const c = new AwsClient(url, TEST_KEY, 'dynamodb');
+    await createLockTable(c);
+    c.close();
+  }
   const raw: Record<string, Record<Target, CycleRun[]>> = {};
   const fsyncAroundOne: Array<{ p50Ms: number; p99Ms: number }> = [];
   const figures: Figure[] = [];
@@ -187,6 +188,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         ...(onTmpfs ? { tmpfs: { url: onTmpfs.url, pid: onTmpfs.proc.pid!, door: 'http' as const, prefix: `/state/bench/cycle-${n}` } } : {}),
         ...(onPostgres ? { postgres: { url: onPostgres.url, pid: onPostgres.proc.pid!, door: 'http' as const, prefix: `/state/bench/cycle-${n}` } } : {}),
         dynamodb: { url: statelock.url, pid: statelock.proc.pid!, door: 'dynamodb', prefix: `bench/ddb-cycle-${n}` },
+        ...(onPostgres ? { pgDynamodb: { url: onPostgres.url, pid: onPostgres.proc.pid!, door: 'dynamodb' as const, prefix: `bench/ddb-cycle-${n}` } } : {}),
         dynalite: { url: dynalite.url, pid: dynalite.proc.pid!, door: 'dynamodb', prefix: `bench/ddb-cycle-${n}` },
       };
       const names = Object.keys(targetsOf) as Target[];
@@ -195,7 +197,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         const x = targetsOf[t]!;
         await cycles(x.url, `${x.prefix}-warmup`, n, opts.warmupSeconds, 1e6, undefined, x.door);
       }
-      const r: Record<Target, CycleRun[]> = (raw[n] = { statelock: [], baseline: [], tmpfs: [], postgres: [], dynamodb: [], dynalite: [] });
+      const r: Record<Target, CycleRun[]> = (raw[n] = { statelock: [], baseline: [], tmpfs: [], postgres: [], dynamodb: [], pgDynamodb: [], dynalite: [] });
       // The single-client target's floor rests on the disk as it is during those runs: probed before and after them.
       if (n === 1) fsyncAroundOne.push(fsyncProbe());
       for (let run = 0; run < opts.runs; run++) {
@@ -254,6 +256,23 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
       figures.push(ddbRate);
       figures.push(figure({ ...ddb, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: ddbPick('p50Ms') }));
       figures.push(figure({ ...ddb, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: ddbPick('p99Ms') }));
+      if (r.pgDynamodb.length) {
+        const pgDdb = { benchmark: `1. lock cycle, ${plural(n)}, DynamoDB door, PostgreSQL engine`, baselineName: "statelock's DynamoDB door on SQLite (same run)" };
+        const pgDdbPick = vs('pgDynamodb', 'dynamodb');
+        const rate = (t: Target) => median(r[t].map((x) => x.cyclesPerSecond));
+        figures.push(
+          figure({
+            ...pgDdb,
+            metric: 'cycles/s',
+            unit: '/s',
+            better: 'higher',
+            runs: pgDdbPick('cyclesPerSecond'),
+            note: `durable on both (PostgreSQL fsync on, one local cluster); vs dynalite ${(rate('pgDynamodb') / rate('dynalite')).toFixed(2)}×; statelock server CPU per cycle ${median(r.pgDynamodb.map((x) => x.serverCpuMsPerCycle)).toFixed(2)} ms`,
+          }),
+        );
+        figures.push(figure({ ...pgDdb, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: pgDdbPick('p50Ms') }));
+        figures.push(figure({ ...pgDdb, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: pgDdbPick('p99Ms') }));
+      }
       const httpVsDynalite = figure({
         benchmark: `1. lock cycle, ${plural(n)}, http backend vs dynalite`,
         metric: 'cycles/s',
@@ -288,7 +307,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
         targets.push(check(httpVsDynalite, 'http backend', 'statelock'), check(ddbRate, 'DynamoDB door', 'dynamodb'));
       }
       progress(
-        `  statelock ${median(pick('cyclesPerSecond').statelock).toFixed(0)} cycles/s, baseline ${median(pick('cyclesPerSecond').baseline).toFixed(0)}, DynamoDB door ${median(r.dynamodb.map((x) => x.cyclesPerSecond)).toFixed(0)}, dynalite ${median(r.dynalite.map((x) => x.cyclesPerSecond)).toFixed(0)}${r.tmpfs.length ? `, on tmpfs ${median(r.tmpfs.map((x) => x.cyclesPerSecond)).toFixed(0)}` : ''}${r.postgres.length ? `, PostgreSQL ${median(r.postgres.map((x) => x.cyclesPerSecond)).toFixed(0)}` : ''}`,
+        `  statelock ${median(pick('cyclesPerSecond').statelock).toFixed(0)} cycles/s, baseline ${median(pick('cyclesPerSecond').baseline).toFixed(0)}, DynamoDB door ${median(r.dynamodb.map((x) => x.cyclesPerSecond)).toFixed(0)}, dynalite ${median(r.dynalite.map((x) => x.cyclesPerSecond)).toFixed(0)}${r.tmpfs.length ? `, on tmpfs ${median(r.tmpfs.map((x) => x.cyclesPerSecond)).toFixed(0)}` : ''}${r.postgres.length ? `, PostgreSQL ${median(r.postgres.map((x) => x.cyclesPerSecond)).toFixed(0)}` : ''}${r.pgDynamodb.length ? `, DynamoDB door on PostgreSQL ${median(r.pgDynamodb.map((x) => x.cyclesPerSecond)).toFixed(0)}` : ''}`,
       );
     }
     const one = raw[1]!;
