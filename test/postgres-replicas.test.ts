@@ -126,6 +126,48 @@ describe('PostgreSQL: three replicas on one database', { skip: pgAvailable() ? f
     console.log(`# ${checked} acquisitions checked, ${[...acked.values()].reduce((n, b) => n + b.length, 0)} acknowledged writes verified`);
   });
 
+  test("Terraform's -lock-timeout across replicas: 24 clients retry a refused LOCK with the same ID, each retry on another replica; no two holders overlap", async () => {
+    // A retried ID is refused from one committed read, without the key's advisory lock (UpdateOptions.readFirst):
+    // whatever a replica decides that way, a grant must still be exclusive.
+    const keys = ['retry/a', 'retry/b'];
+    const holds: Hold[] = [];
+    const outages = { count: 0 };
+    let refusals = 0;
+    await Promise.all(
+      Array.from({ length: 24 }, async (_, client) => {
+        for (let round = 0; round < 6; round++) {
+          const key = keys[(client + round) % keys.length]!;
+          const id = `t${client}-r${round}`;
+          let granted = 0;
+          for (let tries = 0; !granted; tries++) {
+            const lock = await retrying(`${replica(client + tries)}/state/${key}`, { method: 'LOCK', body: lockBody(id) }, outages);
+            if (lock.status === 200) granted = performance.now();
+            else {
+              assert.equal(lock.status, 423, `${id}: ${lock.text}`);
+              refusals++;
+              await new Promise((r) => setTimeout(r, Math.min(8, 2 ** tries)));
+            }
+          }
+          // Hold it for a moment, as a plan would.
+          await new Promise((r) => setTimeout(r, 1));
+          const released = performance.now();
+          const unlock = await retrying(`${replica(client + round)}/state/${key}`, { method: 'UNLOCK', body: lockBody(id) }, outages);
+          assert.equal(unlock.status, 200, `unlock ${id}: ${unlock.text}`);
+          holds.push({ key, client, round, granted, released });
+        }
+      }),
+    );
+    assert.equal(assertExclusive(holds), 24 * 6);
+    assert.ok(refusals >= 24, `the clients did wait for each other (${refusals} refusals)`);
+    assert.equal(outages.count, 0, 'no 5xx without an outage');
+    const conflicts = (await rawRequest(`${replica(0)}/api/v1/audit?action=lock.conflict&limit=1000`)).json<{ items: Array<{ key: string; lockId: string }> }>().items.filter((e) => keys.includes(e.key));
+    // Each replica remembers the conflicts it audited (in memory): at most one entry per key, waiting ID and replica.
+    const perPair = new Map<string, number>();
+    for (const e of conflicts) perPair.set(`${e.key} ${e.lockId}`, (perPair.get(`${e.key} ${e.lockId}`) ?? 0) + 1);
+    assert.ok(Math.max(...perPair.values()) <= replicas.length, `at most one conflict per waiting ID and replica: ${JSON.stringify([...perPair].filter(([, n]) => n > replicas.length))}`);
+    console.log(`# ${holds.length} acquisitions checked across 3 replicas, ${refusals} refusals, ${conflicts.length} conflicts audited`);
+  });
+
   test('a waiter on one replica is woken by a release on another (LISTEN/NOTIFY), not by polling', async () => {
     const key = 'replicas/wait';
     assert.equal((await rawRequest(`${replica(0)}/state/${key}`, { method: 'LOCK', body: lockBody('holder') })).status, 200);
