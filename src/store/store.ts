@@ -280,8 +280,10 @@ export interface UpdateOptions<T> {
  *
  * Concurrency: {@link Store.update} is the only write path. It runs `decide` inside one transaction
  * that first reads the key's snapshot with a write lock on it (SQLite `BEGIN IMMEDIATE`, PostgreSQL
- * `SELECT … FOR UPDATE`), then writes what `decide` returned and commits — so two callers, even in two
- * server processes, can never both act on the same snapshot. `decide` must be pure and synchronous.
+ * the key's transaction-scoped advisory lock), then writes what `decide` returned and commits — so two
+ * callers, even in two server processes, can never both act on the same snapshot. (With
+ * {@link UpdateOptions.readFirst} a decision that writes nothing may come from a committed snapshot read
+ * without that lock; anything that writes still goes through it.) `decide` must be pure and synchronous.
  * Reads see committed data only.
  *
  * Durability: when `update` resolves, its changes survive a crash of the process or the machine.
