@@ -50,27 +50,38 @@ interface EnginePair {
   stop(): Promise<void>;
 }
 
-/** Both data directories seeded straight into their SQLite files (seed-sqlite.ts), then served. */
-async function sqlitePair(plan: ScalePlan): Promise<EnginePair> {
-  const bigDir = tempDir('statelock-bench-scale-');
-  const smallDir = tempDir('statelock-bench-scale-');
+/** One side of a pair: its server's data directory, how to seed its data, and the server's extra arguments. */
+interface Side {
+  dataDir: string;
+  seed(keys: number, opts: { versionsPerKey: number; locked: number }): Promise<unknown>;
+  args: string[];
+}
+
+/** Seeds the big side (timed) and the small one, then starts a server on each. */
+async function seededPair(plan: ScalePlan, big: Side, small: Side): Promise<EnginePair> {
   const t = performance.now();
-  await seedStates(bigDir, plan.keys, { versionsPerKey: plan.versionsPerKey, locked: plan.locked });
+  await big.seed(plan.keys, { versionsPerKey: plan.versionsPerKey, locked: plan.locked });
   const seedSeconds = (performance.now() - t) / 1000;
-  await seedStates(smallDir, plan.baselineKeys, { versionsPerKey: 1, locked: Math.min(plan.locked, plan.baselineKeys) });
-  const big = await startServer({ dataDir: bigDir });
-  const small = await startServer({ dataDir: smallDir });
+  await small.seed(plan.baselineKeys, { versionsPerKey: 1, locked: Math.min(plan.locked, plan.baselineKeys) });
+  const servers = { big: await startServer({ dataDir: big.dataDir, args: big.args }), small: await startServer({ dataDir: small.dataDir, args: small.args }) };
   return {
-    big,
-    small,
+    ...servers,
     seedSeconds,
     async stop() {
-      await big.stop();
-      await small.stop();
-      rmSync(bigDir, { recursive: true, force: true });
-      rmSync(smallDir, { recursive: true, force: true });
+      await servers.big.stop();
+      await servers.small.stop();
+      for (const side of [big, small]) rmSync(side.dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Both data directories seeded straight into their SQLite files (seed-sqlite.ts), then served. */
+function sqlitePair(plan: ScalePlan): Promise<EnginePair> {
+  const side = (): Side => {
+    const dataDir = tempDir('statelock-bench-scale-');
+    return { dataDir, seed: (keys, opts) => seedStates(dataDir, keys, opts), args: [] };
+  };
+  return seededPair(plan, side(), side());
 }
 
 /** `url` with its database name replaced. */
@@ -85,7 +96,6 @@ function withDatabase(url: string, db: string): string {
  * each served by its own statelock process with `--database`.
  */
 async function postgresPair(plan: ScalePlan, cluster: PgCluster): Promise<EnginePair> {
-  const urls = { big: withDatabase(cluster.url, 'bench_scale_big'), small: withDatabase(cluster.url, 'bench_scale_small') };
   const admin = new pg.Client({ connectionString: cluster.url });
   await admin.connect();
   try {
@@ -93,23 +103,11 @@ async function postgresPair(plan: ScalePlan, cluster: PgCluster): Promise<Engine
   } finally {
     await admin.end();
   }
-  const t = performance.now();
-  await seedStatesPostgres(urls.big, plan.keys, { versionsPerKey: plan.versionsPerKey, locked: plan.locked });
-  const seedSeconds = (performance.now() - t) / 1000;
-  await seedStatesPostgres(urls.small, plan.baselineKeys, { versionsPerKey: 1, locked: Math.min(plan.locked, plan.baselineKeys) });
-  const dirs = [tempDir('statelock-bench-scale-pg-'), tempDir('statelock-bench-scale-pg-')];
-  const big = await startServer({ dataDir: dirs[0], args: ['--database', urls.big] });
-  const small = await startServer({ dataDir: dirs[1], args: ['--database', urls.small] });
-  return {
-    big,
-    small,
-    seedSeconds,
-    async stop() {
-      await big.stop();
-      await small.stop();
-      for (const d of dirs) rmSync(d!, { recursive: true, force: true });
-    },
+  const side = (db: string): Side => {
+    const url = withDatabase(cluster.url, db);
+    return { dataDir: tempDir('statelock-bench-scale-pg-'), seed: (keys, opts) => seedStatesPostgres(url, keys, opts), args: ['--database', url] };
   };
+  return seededPair(plan, side('bench_scale_big'), side('bench_scale_small'));
 }
 
 /** Each request on the big server against the same on the small one, `plan.runs` interleaved runs each. */
