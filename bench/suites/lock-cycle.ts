@@ -233,21 +233,30 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
           }),
         );
       }
-      if (r.postgres.length) {
-        const vsSqlite = { benchmark: `1. lock cycle, ${plural(n)}, PostgreSQL engine`, baselineName: 'statelock on SQLite (same run)' };
-        const pgPick = vs('postgres', 'statelock');
+      const rate = (t: Target) => median(r[t].map((x) => x.cyclesPerSecond));
+      /** A door on PostgreSQL against the same door on SQLite: cycles/s (its note set against `peers` too), p50, p99. */
+      const onPostgresRows = (t: Target, onSqlite: Target, benchmark: string, baselineName: string, peers: Array<[string, Target]>) => {
+        const rows = { benchmark, baselineName };
+        const pgPick = vs(t, onSqlite);
+        const against = peers.map(([name, p]) => `vs ${name} ${(rate(t) / rate(p)).toFixed(2)}×; `).join('');
         figures.push(
           figure({
-            ...vsSqlite,
+            ...rows,
             metric: 'cycles/s',
             unit: '/s',
             better: 'higher',
             runs: pgPick('cyclesPerSecond'),
-            note: `durable on both (PostgreSQL fsync on, one local cluster); vs the bare Node baseline ${(median(r.postgres.map((x) => x.cyclesPerSecond)) / median(r.baseline.map((x) => x.cyclesPerSecond))).toFixed(2)}×; vs dynalite ${(median(r.postgres.map((x) => x.cyclesPerSecond)) / median(r.dynalite.map((x) => x.cyclesPerSecond))).toFixed(2)}×; statelock server CPU per cycle ${median(r.postgres.map((x) => x.serverCpuMsPerCycle)).toFixed(2)} ms`,
+            note: `durable on both (PostgreSQL fsync on, one local cluster); ${against}statelock server CPU per cycle ${median(r[t].map((x) => x.serverCpuMsPerCycle)).toFixed(2)} ms`,
           }),
         );
-        figures.push(figure({ ...vsSqlite, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: pgPick('p50Ms') }));
-        figures.push(figure({ ...vsSqlite, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: pgPick('p99Ms') }));
+        figures.push(figure({ ...rows, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: pgPick('p50Ms') }));
+        figures.push(figure({ ...rows, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: pgPick('p99Ms') }));
+      };
+      if (r.postgres.length) {
+        onPostgresRows('postgres', 'statelock', `1. lock cycle, ${plural(n)}, PostgreSQL engine`, 'statelock on SQLite (same run)', [
+          ['the bare Node baseline', 'baseline'],
+          ['dynalite', 'dynalite'],
+        ]);
       }
       // The peer: the DynamoDB door against dynalite (same requests), and the http backend against dynalite.
       const ddb = { benchmark: `1. lock cycle, ${plural(n)}, DynamoDB door (PutItem + DeleteItem)`, baselineName: dynaliteName };
@@ -257,21 +266,7 @@ export async function lockCycleSuite(opts: { runs: number; seconds: number; warm
       figures.push(figure({ ...ddb, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: ddbPick('p50Ms') }));
       figures.push(figure({ ...ddb, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: ddbPick('p99Ms') }));
       if (r.pgDynamodb.length) {
-        const pgDdb = { benchmark: `1. lock cycle, ${plural(n)}, DynamoDB door, PostgreSQL engine`, baselineName: "statelock's DynamoDB door on SQLite (same run)" };
-        const pgDdbPick = vs('pgDynamodb', 'dynamodb');
-        const rate = (t: Target) => median(r[t].map((x) => x.cyclesPerSecond));
-        figures.push(
-          figure({
-            ...pgDdb,
-            metric: 'cycles/s',
-            unit: '/s',
-            better: 'higher',
-            runs: pgDdbPick('cyclesPerSecond'),
-            note: `durable on both (PostgreSQL fsync on, one local cluster); vs dynalite ${(rate('pgDynamodb') / rate('dynalite')).toFixed(2)}×; statelock server CPU per cycle ${median(r.pgDynamodb.map((x) => x.serverCpuMsPerCycle)).toFixed(2)} ms`,
-          }),
-        );
-        figures.push(figure({ ...pgDdb, metric: 'cycle p50', unit: 'ms', better: 'lower', runs: pgDdbPick('p50Ms') }));
-        figures.push(figure({ ...pgDdb, metric: 'cycle p99', unit: 'ms', better: 'lower', runs: pgDdbPick('p99Ms') }));
+        onPostgresRows('pgDynamodb', 'dynamodb', `1. lock cycle, ${plural(n)}, DynamoDB door, PostgreSQL engine`, "statelock's DynamoDB door on SQLite (same run)", [['dynalite', 'dynalite']]);
       }
       const httpVsDynalite = figure({
         benchmark: `1. lock cycle, ${plural(n)}, http backend vs dynalite`,
