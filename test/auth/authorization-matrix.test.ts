@@ -643,7 +643,7 @@ describe('credentials', () => {
     await heldOverHttp(PR);
     const before = await keyWitness(PR);
     const wrong = [
-      admin.token.slice(0, -4) + 'AAAA', // right id, wrong secret
+      admin.token.slice(0, -4) + (admin.token.endsWith('AAAA') ? 'BBBB' : 'AAAA'), // right id, wrong secret
       'slk_AAAAAAAAAAAAAAAA_' + 'x'.repeat(43), // no such id
       'not-a-token',
       admin.awsSecretAccessKey!, // an AWS secret is not a token

@@ -187,7 +187,10 @@ describe('statelock token', () => {
     const outside = await awsCli(server, ['s3', 'cp', file, 's3://acme/prod/terraform.tfstate'], { credentials: keys });
     assert.notEqual(outside.code, 0);
     assert.match(outside.stderr, /AccessDenied/);
-    const badSecret = await awsCli(server, ['s3', 'ls'], { credentials: { ...keys, secretAccessKey: 'x' + keys.secretAccessKey.slice(1) } });
+    // one character changed to one it is not: a secret that already starts with 'x' must not come back unchanged
+    const wrongSecret = (keys.secretAccessKey.startsWith('x') ? 'y' : 'x') + keys.secretAccessKey.slice(1);
+    assert.notEqual(wrongSecret, keys.secretAccessKey);
+    const badSecret = await awsCli(server, ['s3', 'ls'], { credentials: { ...keys, secretAccessKey: wrongSecret } });
     assert.notEqual(badSecret.code, 0);
     assert.match(badSecret.stderr, /SignatureDoesNotMatch/);
   });
