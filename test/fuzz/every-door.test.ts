@@ -161,7 +161,7 @@ function makeGenerators(rand: () => number) {
         '12',
         'true',
         '{"version":4,',
-        valid.slice(0, int(valid.length)),
+        valid.slice(0, int(valid.length - 2)), // cut before the closing "}\n": never a whole state (cutting only the \n left a valid one)
         valid.replace('"lineage"', '"lineage" "'),
         '{"version":"four","serial":"x","lineage":5}',
         '{"version":4,"serial":-1,"lineage":""}',
