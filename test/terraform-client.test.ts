@@ -454,7 +454,8 @@ test('-lock-timeout: identical LOCK bodies, 1s/2s/… scaled delays, non-retryab
     // timeout expires: the last LockError is thrown
     grantAt = Infinity;
     const before = srv.recs.length;
-    await assert.rejects(c.lockWithTimeout('OperationTypeApply', 100, { backoffScaleMs: 20 }), /HTTP remote state already locked: ID=holder-1/);
+    // 300 ms: tries at about 0, 20, 60 and 140 ms, so a third one comes however slow the machine's round trips are
+    await assert.rejects(c.lockWithTimeout('OperationTypeApply', 300, { backoffScaleMs: 20 }), /HTTP remote state already locked: ID=holder-1/);
     assert.ok(srv.recs.length - before >= 3);
 
     // timeout 0: exactly one attempt

@@ -18,6 +18,11 @@ export class LockWaiters {
     return this.queues.get(key)?.length ?? 0;
   }
 
+  /** A hand-off (or a new waiter's look on joining the line) is deciding an attempt on `key` right now. */
+  handingOff(key: string): boolean {
+    return this.waking.has(key);
+  }
+
   total(): number {
     let n = 0;
     for (const q of this.queues.values()) n += q.length;

@@ -24,6 +24,17 @@ after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Until `key`'s waiter is in line: queued, and its look on joining (a refused attempt, a commit with an fsync) is
+ * over. A fixed sleep was not enough on a slow disk: the release came first and the tests saw another order.
+ */
+async function inLine(locks: LockService, key: string): Promise<void> {
+  for (let i = 0; locks.waiters.count(key) === 0 || locks.waiters.handingOff(key); i++) {
+    assert.ok(i < 2000, `the waiter on ${key} never joined the line`);
+    await sleep(5);
+  }
+}
+
+/**
  * A real SQLite store whose n-th update (1, 2, 3 …) resolves `delayMs(n)` after it committed (a slow
  * disk), calling `committed(n)` in between.
  */
@@ -53,7 +64,7 @@ async function holderAndWaiter(key: string) {
   const locks = new LockService(store, new Metrics());
   await locks.lock(key, Buffer.from(lockBody('holder')), client);
   const granted = locks.lock(key, Buffer.from(lockBody('waiter')), client, { waitMs: 10_000 });
-  await sleep(20); // in line
+  await inLine(locks, key);
   return { store, locks, granted };
 }
 
@@ -104,7 +115,7 @@ describe('LOCK ?wait= with slow store updates', () => {
       (r) => ({ granted: true as const, id: r.lock.id }),
       (err: unknown) => ({ granted: false as const, code: (err as StatelockError).code }),
     );
-    await sleep(20); // the waiter's first try was refused and it joined the line
+    await inLine(locks, 'w/deadline'); // the waiter's first try was refused and it joined the line
     // The release hands the lock to the waiter at once; that attempt resolves 1 s later, after the 300 ms deadline.
     await locks.unlockFromBody('w/deadline', Buffer.from(lockBody('holder')), client);
     const result = await outcome;
@@ -125,7 +136,7 @@ describe('LOCK ?wait= with slow store updates', () => {
       () => 'granted',
       (err: unknown) => (err as StatelockError).code,
     );
-    await sleep(20);
+    await inLine(locks, 'w/gone');
     await locks.unlockFromBody('w/gone', Buffer.from(lockBody('holder')), client);
     assert.equal(await outcome, 'STATE_LOCKED', 'the client that left is not answered with a grant');
     for (let i = 0; i < 50 && (await inner.getLock('w/gone')) !== null; i++) await sleep(20);

@@ -78,6 +78,9 @@ test('ingest: backpressure — the source is not read further while a batch is b
     const body = randomBytes(12 * 1024 * 1024); // incompressible, all new: every batch is put
     const pulled = { bytes: 0 };
     const running = ingest(slow, pieces(body, 64 * 1024, pulled));
+    // Wait for the first batch to reach the store (a busy machine may take a few hundred ms), then give an unbounded
+    // reader time to run ahead.
+    for (const end = Date.now() + 10_000; putsStarted === 0; await new Promise((r) => setTimeout(r, 10))) assert.ok(Date.now() < end, 'no batch reached putChunks');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(putsStarted, 1, 'one batch is being stored');
     // One batch stored (blocked), one more filled while it waits, plus what the chunker and the source hold.
