@@ -115,9 +115,17 @@ function withDataDir(b: Baseline, dataDir: string): DataServer {
  * port is picked first. LevelDB writes are not fsynced: nothing it acknowledges is durable.
  */
 export async function startDynalite(dataDir = mkdtempSync(join(tmpdir(), 'bench-dynalite-'))): Promise<DataServer> {
-  const port = await freePort();
-  const b = await spawnListening('dynalite', require.resolve('dynalite/cli.js'), ['--host', '127.0.0.1', '--port', String(port), '--path', dataDir], /Dynalite listening at: http:\/\/\S+:(\d+)/, (m) => `http://127.0.0.1:${m[1]}`);
-  return withDataDir(b, dataDir);
+  // The port is free when picked, but another process may take it before dynalite binds it: pick again then.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      const b = await spawnListening('dynalite', require.resolve('dynalite/cli.js'), ['--host', '127.0.0.1', '--port', String(port), '--path', dataDir], /Dynalite listening at: http:\/\/\S+:(\d+)/, (m) => `http://127.0.0.1:${m[1]}`);
+      return withDataDir(b, dataDir);
+    } catch (err) {
+      // Only a dynalite that exited (EADDRINUSE) is tried again; one that hangs is not left running behind a retry.
+      if (attempt >= 3 || !/exited before listening/.test((err as Error).message)) throw err;
+    }
+  }
 }
 
 /** The access key s3rver knows (it checks the key ID exists; it does not verify SigV4 signatures). */
