@@ -34,7 +34,7 @@ export interface ServerConfig {
   encryptionKeys: EncryptionKey[] | null;
   /**
    * SQLite: disk space kept so that locks keep working when the disk is full (docs/operations.md, "Disk
-   * space"); null: twice the database's size at start-up, 1 to 64 MiB, at most 1/8 of its file system.
+   * space"); null: twice the database's size at start-up, 4 to 64 MiB, at most 1/8 of its file system.
    */
   diskReserveBytes: number | null;
 }
