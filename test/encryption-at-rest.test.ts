@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -10,6 +11,8 @@ import { Keyring, keyIdOf, parseEncryptionKeys } from '../src/store/encryption.j
 import { StatelockError } from '../src/server/errors.js';
 import { lockBody, rawRequest, stateBody } from './support/http.js';
 import { runCli } from './support/cli.js';
+import { StateTemplate } from '../bench/lib/state-gen.js';
+import { INGEST_BATCH_BYTES } from '../src/store/content/ingest.js';
 import { s3Client, startAwsServer } from './support/aws.js';
 import { PG_SKIP_REASON, pgAvailable, psql, startPostgres } from './support/postgres.js';
 import { startServer, tempDir, type RunningServer } from './support/server-process.js';
@@ -297,13 +300,17 @@ describe('encryption at rest: S3 multipart, wrong keys, bad key lists', () => {
     await s.stop();
   });
 
-  test('rekey beside a running SQLite server: its writes go on unharmed; a key missing from rekey\'s list stops it, naming the key', async () => {
+  test('rekey beside a running SQLite server restarted with the new key list first: its writes go on unharmed; a key missing from rekey\'s list stops it, naming the key', async () => {
     const [k1, k2] = [newKey('run1'), newKey('run2')];
-    const s = await serve(tempDir(), keyFile(k1));
-    for (let i = 1; i <= 12; i++) assert.equal((await rawRequest(`${s.url}/state/beside/k${i % 3}?ID=`, { method: 'POST', body: stateBody(i, `L${i % 3}`) })).status, 200);
-    const missing = await runCli(['rekey', '--data', s.dataDir], { env: { STATELOCK_ENCRYPTION_KEY: k2 } });
+    const old = await serve(tempDir(), keyFile(k1));
+    for (let i = 1; i <= 12; i++) assert.equal((await rawRequest(`${old.url}/state/beside/k${i % 3}?ID=`, { method: 'POST', body: stateBody(i, `L${i % 3}`) })).status, 200);
+    const missing = await runCli(['rekey', '--data', old.dataDir], { env: { STATELOCK_ENCRYPTION_KEY: k2 } });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /encrypted with key "run1"/);
+    // The documented order: every server restarted with the new list, then rekey. (A server still on the old list
+    // may see a write overtaken by the rekey: the next test.)
+    await old.stop();
+    const s = await serve(old.dataDir, keyFile(k1, k2));
     let stop = false;
     const statuses: number[] = [];
     const writer = (async () => {
@@ -320,6 +327,54 @@ describe('encryption at rest: S3 multipart, wrong keys, bad key lists', () => {
     for (const k of ['k0', 'k1', 'k2']) assert.equal((await rawRequest(`${after.url}/state/beside/${k}`)).status, 200);
     assert.equal((await rawRequest(`${after.url}/state/beside/w`)).json<{ serial: number }>().serial, 99 + statuses.length);
     await after.stop();
+  });
+
+  test('a write overtaken by a rekey (the server still on the old key list): 503 CHUNK_GONE with Retry-After, nothing stored; the retry is stored whole', async () => {
+    const [k1, k2] = [newKey('gone1'), newKey('gone2')];
+    const s = await serve(tempDir(), keyFile(k1));
+    const template = StateTemplate.ofSize(3 * INGEST_BATCH_BYTES);
+    const [v1, v2] = [template.body(1), template.body(2)];
+    assert.equal((await rawRequest(`${s.url}/state/gone/k`, { method: 'POST', body: v1 })).status, 200);
+    const chunksBefore = chunkRows(s.dataDir).length;
+    // v2 differs from v1 in its first chunk only (the serial). Send its first batch and more: the ingest finds its
+    // shared chunks stored and stores the new one (a new row, so the test can see the batch was handled).
+    const url = new URL(`${s.url}/state/gone/k`);
+    const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': v2.length } });
+    const answered = new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body }));
+      });
+      req.on('error', reject);
+    });
+    const split = INGEST_BATCH_BYTES + 512 * 1024;
+    req.write(v2.subarray(0, split));
+    for (let i = 0; chunkRows(s.dataDir).length === chunksBefore; i++) {
+      assert.ok(i < 1000, 'the first batch of the write never reached the store');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // A rekey with a newer key re-files every chunk under the new key's ids, those the write found stored included.
+    const rekey = await runCli(['rekey', '--data', s.dataDir], { env: { STATELOCK_ENCRYPTION_KEY: `${k1},${k2}` } });
+    assert.equal(rekey.code, 0, rekey.stderr);
+    req.end(v2.subarray(split));
+    const overtaken = await answered;
+    assert.equal(overtaken.status, 503, overtaken.body);
+    assert.equal(overtaken.retryAfter, '1');
+    assert.match(overtaken.body, /"code":"CHUNK_GONE"/);
+    assert.match(overtaken.body, /Nothing was stored; retry/);
+    const versions = () => rawRequest(`${s.url}/api/v1/versions/gone/k`).then((r) => r.json<{ items: Array<{ serial: number }> }>().items.map((v) => v.serial));
+    assert.deepEqual(await versions(), [1], 'nothing was stored');
+    // (v1's chunks are sealed with the new key now: this server cannot read v1 until it is restarted with it.)
+    // What Terraform does with a 503: send the same write again. It stores the chunks again, under the ids this server knows.
+    assert.equal((await rawRequest(`${s.url}/state/gone/k`, { method: 'POST', body: v2 })).status, 200);
+    assert.ok((await rawRequest(`${s.url}/state/gone/k`)).body.equals(v2), 'the retry is stored whole');
+    assert.deepEqual(await versions(), [1, 2]);
+    await s.stop();
+    const restarted = await serve(s.dataDir, keyFile(k1, k2));
+    // Restarted with the new list, it reads both versions whole: the overtaken write damaged nothing.
+    assert.ok((await rawRequest(`${restarted.url}/api/v1/content/gone/k?seq=1`)).body.equals(v1));
+    assert.ok((await rawRequest(`${restarted.url}/state/gone/k`)).body.equals(v2));
+    await restarted.stop();
   });
 
   test('a malformed key list is a usage error (exit 2) that names the problem and never echoes key material', async () => {

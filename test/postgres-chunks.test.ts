@@ -69,7 +69,7 @@ describe('PostgreSQL chunk store: replicas at once', { skip: pgAvailable() ? fal
     }
   });
 
-  test('a sweep running beside writers (no grace at all): a write either commits with every chunk it names or fails CHUNK_MISSING', async () => {
+  test('a sweep running beside writers (no grace at all): a write either commits with every chunk it names or fails CHUNK_GONE', async () => {
     const stores = await replicas(2);
     try {
       await sweepBesideWriters(stores[0]!, stores[1]!);
@@ -122,7 +122,7 @@ describe('PostgreSQL chunk store: replicas at once', { skip: pgAvailable() ? fal
           outcomes.committed++;
           if (quiet) quietCommitted++;
         } catch (err) {
-          if (!(err instanceof StatelockError && err.code === 'CHUNK_MISSING')) throw err;
+          if (!(err instanceof StatelockError && err.code === 'CHUNK_GONE')) throw err;
           outcomes.missing++;
         } finally {
           hold = false;

@@ -361,19 +361,19 @@ for (const engine of ENGINES) {
       await store.close();
     });
 
-    test('chunks: a missing id is CHUNK_MISSING, for getChunks and for a version naming it (nothing committed)', async () => {
+    test('chunks: a missing id is CHUNK_MISSING for getChunks, and CHUNK_GONE for a version or rejected write naming it (nothing committed)', async () => {
       const store = await engine.open(tempDir());
       const chunks = await storeBody(store, 'present');
       await assert.rejects(store.getChunks([chunks[0]!.id, 'f'.repeat(64)]), (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING');
       await assert.rejects(
         store.update('miss/a', client, () => ({ result: null, changes: { newVersion: version(1, 1, [...chunks, { id: 'e'.repeat(64), size: 3 }], 10), audit: [{ action: 'state.write', key: 'miss/a', lockId: null, outcome: 'ok', detail: {} }] } })),
-        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING',
+        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_GONE',
       );
       assert.equal(await store.readCurrent('miss/a'), null);
       assert.equal((await store.listAudit({ key: 'miss/a', limit: 10 })).items.length, 0, 'the whole transaction rolled back');
       await assert.rejects(
         store.update('miss/a', client, () => ({ result: null, changes: { rejectedWrite: { lockId: 'X', serial: 1, lineage: 'L', size: 3, sha256: 's', reason: 'fenced', clientAddr: 'a', chunks: [{ id: 'e'.repeat(64), size: 3 }] } } })),
-        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_MISSING',
+        (e: unknown) => e instanceof StatelockError && e.code === 'CHUNK_GONE',
       );
       assert.equal((await store.listRejected('miss/a', { limit: 10 })).items.length, 0);
       await store.close();

@@ -76,6 +76,7 @@ export const ERROR_REGISTRY = {
   ENCRYPTION_KEY_MISSING: { status: 500, message: 'this data is encrypted with key "{keyId}", which the server was not given; add it to STATELOCK_ENCRYPTION_KEY or --encryption-key-file (the newest key last)' },
   ENCRYPTION_FAILED: { status: 500, message: 'stored data under key "{keyId}" failed authentication: the key is not the one it was sealed with, or the data was altered on disk' },
   INSECURE_NO_AUTH: { status: 500, message: 'refusing to listen on {host} without authentication: no token exists yet. Start on loopback, create an admin token (`statelock token create --name admin --allow "*:admin"`), then restart on {host}; or pass --insecure-no-auth if a trusted network really is the only protection' },
+  CHUNK_GONE: { status: 503, message: 'chunk {id} was stored when this write arrived but is gone now ({context}): a `statelock rekey` re-filed it under a key this server does not have yet, or it was swept. Nothing was stored; retry', s3: 'ServiceUnavailable', dynamodb: 'ServiceUnavailable' },
   CHUNK_MISSING: { status: 500, message: 'stored content is damaged: chunk {id} is missing from the database ({context}); restore the database from a backup' },
   INTERNAL: { status: 500, message: 'internal error: {reason}', s3: 'InternalError', dynamodb: 'InternalServerError' },
 } as const satisfies Record<string, { status: number; message: string; s3?: string; dynamodb?: string }>;

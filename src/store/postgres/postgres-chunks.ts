@@ -35,7 +35,7 @@ const ATTEMPTS = 5;
  *   and the sweep locks its candidates `FOR UPDATE SKIP LOCKED` and then deletes them in a second statement
  *   that re-checks the references with a newer snapshot. Between them, a row can never be swept while a
  *   manifest naming it is being committed, nor named once the sweep has taken it (the writer then sees it
- *   missing: CHUNK_MISSING, nothing committed);
+ *   gone: CHUNK_GONE, nothing committed);
  * - what protects a chunk stored by putChunks and not named yet (the version row commits later) is only its
  *   stamp: the sweep takes nothing stamped after `olderThan` (now − CHUNK_SWEEP_GRACE_MS).
  */
@@ -123,7 +123,7 @@ export class PostgresChunks {
   /**
    * Writes a manifest inside the caller's transaction. The chunk rows are locked FOR KEY SHARE first: a
    * sweep cannot delete them before this transaction ends (it skips locked rows), and a row the sweep (or a
-   * rekey re-filing it) holds is waited for and then seen gone. A chunk not stored is CHUNK_MISSING, which
+   * rekey re-filing it) holds is waited for and then seen gone. A chunk not stored is CHUNK_GONE, which
    * rolls the caller's transaction back: no committed row ever names a missing chunk.
    */
   async writeRefs(c: pg.PoolClient, owner: ChunkOwner, ownerId: string, refs: readonly ChunkRef[]): Promise<void> {
@@ -133,7 +133,7 @@ export class PostgresChunks {
     const byId = new Map(rows.map((r) => [r.id, r]));
     const pks = refs.map((ref) => {
       const row = byId.get(ref.id);
-      if (!row) throw new StatelockError('CHUNK_MISSING', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}; nothing was stored` });
+      if (!row) throw new StatelockError('CHUNK_GONE', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}` });
       if (row.size !== ref.size) throw new Error(`chunk ${ref.id} holds ${row.size} bytes, the manifest says ${ref.size}`);
       return row.pk;
     });

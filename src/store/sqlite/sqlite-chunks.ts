@@ -118,13 +118,16 @@ export class SqliteChunks {
     });
   }
 
-  /** Writes a manifest, inside the caller's transaction; a chunk that is not stored rolls it all back. */
+  /**
+   * Writes a manifest, inside the caller's transaction; a chunk that is not stored (any more: a rekey re-filed it,
+   * or the sweep took it, after the ingest found it) is CHUNK_GONE and rolls it all back.
+   */
   writeRefs(owner: ChunkOwner, ownerId: number | bigint, refs: readonly ChunkRef[]): void {
     const insert = this.stmt.insertRef[owner];
     const rows = this.rowsByIds<{ r: number; size: number }>('rowid AS r, size', refs.map((ref) => ref.id), 'chunks_lookup');
     refs.forEach((ref, n) => {
       const row = rows.get(ref.id);
-      if (!row) throw new StatelockError('CHUNK_MISSING', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}; nothing was stored` });
+      if (!row) throw new StatelockError('CHUNK_GONE', { id: ref.id, context: `named by a new ${owner === 'version' ? 'version' : 'rejected write'}` });
       if (row.size !== ref.size) throw new Error(`chunk ${ref.id} holds ${row.size} bytes, the manifest says ${ref.size}`);
       insert.run(ownerId, n, row.r);
     });
