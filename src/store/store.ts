@@ -290,8 +290,9 @@ export interface UpdateOptions<T> {
  * Bodies: a body is written in two steps — its chunks with {@link Store.putChunks} (outside `update`,
  * while the request streams in), then the version or rejected write naming them, inside `update`. The
  * engine checks in that transaction that every named chunk is stored (CHUNK_GONE, nothing committed,
- * otherwise: a rekey re-filed it or the sweep took it after the ingest found it): no committed row ever names a missing chunk. Chunks nobody names (a refused or failed
- * write's) are removed later by {@link Store.sweepChunks}.
+ * otherwise: a rekey re-filed it or the sweep took it after the ingest found it): no committed row ever
+ * names a missing chunk. Chunks nobody names (a refused or failed write's) are removed later by
+ * {@link Store.sweepChunks}.
  * Errors: driver failures are rethrown as-is (the server answers 500/503); rule refusals travel as
  * the Decision's `error`.
  */
