@@ -151,9 +151,12 @@ export interface Changes {
   audit?: NewAuditEntry[];
 }
 
-/** Changes that write nothing at all: no version, lock, deletion, kept body, session end or audit entry. */
+/**
+ * Changes that write nothing at all: every field absent, false or an empty list. Derived from the fields
+ * themselves, so a kind of change added to Changes later counts as a write without this being touched.
+ */
 export function writesNothing(c: Changes): boolean {
-  return !c.newVersion && !c.lock && !c.deleteState && !c.rejectedWrite && !c.endSession && !c.audit?.length;
+  return Object.values(c).every((v) => v === undefined || v === false || (Array.isArray(v) && v.length === 0));
 }
 
 /**
